@@ -1,0 +1,328 @@
+"""One forward pass with PyTorch hooks on the HF model -> activations at TransformerLens-style sites.
+
+Only the requested sites are kept; tensors stay on the model's device. Derived sites are computed
+after the pass from captured pieces: ``hook_resid_mid`` (resid_pre + attn_out) and the rotary-applied
+``attn.hook_rot_q/k`` (the model's own ``apply_rotary_pos_emb`` on the captured pre-rotary q/k and the
+captured cos/sin), so DeepPeek's RoPE modes are exact. Hand-written because TransformerLens re-implements
+each architecture (weights converted, numerics differ from HF); hooks keep HF's own numerics.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from analysis.errors import InputError
+from analysis.models import LoadedModel
+from analysis.sites import (
+    ArchSpec,
+    arch_for,
+    available_sites,
+    base_model_root,
+    get_module,
+    parse_site,
+    site_supported,
+)
+
+Edit = Callable[[torch.Tensor], torch.Tensor]
+EDITABLE = {
+    "hook_embed", "ln_final.hook_normalized", "hook_resid_pre", "hook_resid_post", "hook_attn_out",
+    "hook_mlp_out", "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "ln1.hook_normalized",
+    "ln2.hook_normalized",
+}
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested site is captured (``stop_at_layer``)."""
+
+
+@dataclass
+class Capture:
+    """Activations of one batched forward: ``acts[site]`` is [B, T, ...] (patterns [B, H, T, T])."""
+
+    acts: dict[str, torch.Tensor]
+    logits: torch.Tensor | None
+
+
+@dataclass
+class Run:
+    """One text through one model: tokens, logits [T, V] and activations by site (batch dim dropped)."""
+
+    model_id: str
+    text: str
+    token_ids: list[int]
+    tokens: list[str]
+    logits: torch.Tensor | None
+    acts: dict[str, torch.Tensor]
+    sites: frozenset[str] = field(default_factory=frozenset)
+
+    def act(self, site: str) -> torch.Tensor:
+        try:
+            return self.acts[site]
+        except KeyError as exc:
+            raise InputError(f"Site '{site}' was not captured in this run.") from exc
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def nbytes(self) -> int:
+        tensors = list(self.acts.values()) + ([self.logits] if self.logits is not None else [])
+        return sum(t.numel() * t.element_size() for t in tensors) + 64 * len(self.token_ids)
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _split_heads(x: torch.Tensor, d_head: int) -> torch.Tensor:
+    return x.reshape(*x.shape[:-1], -1, d_head)
+
+
+class _Hooks:
+    """Registers the hooks needed for a set of sites and collects raw tensors by (layer, name)."""
+
+    def __init__(self, model: Any, spec: ArchSpec, d_head: int, d_model: int) -> None:
+        self.model, self.spec, self.d_head, self.d_model = model, spec, d_head, d_model
+        self.root = base_model_root(model, spec)
+        self.layers = get_module(self.root, spec.layers)
+        self.raw: dict[tuple[int | None, str], Any] = {}
+        self.handles: list[Any] = []
+        self.stop_after: int | None = None
+
+    def _out(self, module: Any, key: tuple[int | None, str], edit: Edit | None) -> None:
+        def hook(_mod: Any, _inp: Any, output: Any) -> Any:
+            if edit is not None:
+                new = edit(_first(output))
+                output = (new, *output[1:]) if isinstance(output, tuple) else new
+            self.raw[key] = _first(output).detach()
+            if key[1] == "block_out" and self.stop_after is not None and key[0] == self.stop_after:
+                raise _StopForward
+            return output if edit is not None else None
+
+        self.handles.append(module.register_forward_hook(hook))
+
+    def _tuple_item(self, module: Any, key: tuple[int | None, str], index: int) -> None:
+        def hook(_mod: Any, _inp: Any, output: Any) -> None:
+            self.raw[key] = output[index].detach() if output[index] is not None else None
+
+        self.handles.append(module.register_forward_hook(hook))
+
+    def _in(self, module: Any, key: tuple[int | None, str], edit: Edit | None) -> None:
+        def hook(_mod: Any, args: tuple, kwargs: dict) -> Any:
+            if args:
+                value = args[0]
+            else:
+                name = next(iter(kwargs))
+                value = kwargs[name]
+            if edit is not None:
+                value = edit(value)
+                if args:
+                    args = (value, *args[1:])
+                else:
+                    kwargs = dict(kwargs, **{name: value})
+            self.raw[key] = value.detach()
+            return (args, kwargs) if edit is not None else None
+
+        self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def _rotary(self, module: Any, layer: int) -> None:
+        def hook(_mod: Any, _args: tuple, kwargs: dict) -> None:
+            self.raw[(layer, "cos_sin")] = kwargs.get("position_embeddings")
+
+        self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def add(self, layer: int | None, local: str, edit: Edit | None = None) -> None:
+        """Register what ``local`` needs at ``layer`` (idempotent per raw key)."""
+        spec = self.spec
+        if layer is None:
+            if local == "hook_embed":
+                self._out(get_module(self.root, spec.embed), (None, local), edit)
+            else:
+                self._out(get_module(self.root, spec.final_norm), (None, local), edit)
+            return
+        block = self.layers[layer]
+        mod = lambda path: get_module(block, path)  # noqa: E731
+        key = (layer, local)
+        if local == "hook_resid_pre":
+            self._in(block, key, edit)
+        elif local == "hook_resid_post":
+            self._out(block, (layer, "block_out"), edit)
+        elif local == "hook_resid_mid":
+            if spec.family == "bert":
+                self._out(mod("attention"), key, None)
+            else:
+                self.add(layer, "hook_resid_pre")
+                self.add(layer, "hook_attn_out")
+        elif local == "ln1.hook_normalized":
+            self._out(mod(spec.ln1), key, edit)
+        elif local == "ln2.hook_normalized":
+            self._out(mod(spec.ln2), key, edit)
+        elif local in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
+            which = local[-1]
+            if spec.qkv in ("separate", "bert"):
+                self._out(mod(getattr(spec, which)), key, None)
+            else:
+                self._out(mod(spec.q), (layer, "qkv"), None)
+        elif local in ("attn.hook_rot_q", "attn.hook_rot_k"):
+            self.add(layer, "attn.hook_q")
+            self.add(layer, "attn.hook_k")
+            self._rotary(mod(spec.attn), layer)
+        elif local == "attn.hook_pattern":
+            self._tuple_item(mod(spec.attn), key, 1)
+        elif local == "attn.hook_z":
+            self._in(mod(spec.o), key, None)
+        elif local == "hook_attn_out":
+            self._out(mod(spec.attn_out_module), key, edit)
+        elif local == "mlp.hook_pre":
+            self._out(mod(spec.mlp_in), key, edit)
+        elif local == "mlp.hook_pre_linear":
+            self._out(mod(spec.mlp_in_linear), key, edit)
+        elif local == "mlp.hook_post":
+            self._in(mod(spec.mlp_down), key, edit)
+        elif local == "hook_mlp_out":
+            self._out(mod(spec.mlp_out_module), key, edit)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    # ---- assembling requested sites from raw pieces -------------------------------------------
+    def _qkv(self, layer: int, which: str) -> torch.Tensor:
+        spec, dh = self.spec, self.d_head
+        if spec.qkv in ("separate", "bert"):
+            return _split_heads(self.raw[(layer, f"attn.hook_{which}")], dh)
+        fused = self.raw[(layer, "qkv")]
+        index = "qkv".index(which)
+        if spec.qkv == "neox":  # per head [q | k | v] blocks of d_head
+            return _split_heads(fused, 3 * dh)[..., index * dh : (index + 1) * dh]
+        return _split_heads(fused.split(self.d_model, dim=-1)[index], dh)  # gpt2: [Q | K | V]
+
+    def _rot(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self.raw[(layer, "cos_sin")]
+        attn = get_module(self.layers[layer], self.spec.attn)
+        apply = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        q, k = self._qkv(layer, "q"), self._qkv(layer, "k")
+        q_rot, k_rot = apply(q, k, cos, sin, unsqueeze_dim=2)
+        return q_rot, k_rot
+
+    def assemble(self, layer: int | None, local: str) -> torch.Tensor:
+        if layer is None:
+            return self.raw[(None, local)]
+        if local == "hook_resid_post":
+            return self.raw[(layer, "block_out")]
+        if local in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
+            return self._qkv(layer, local[-1])
+        if local in ("attn.hook_rot_q", "attn.hook_rot_k"):
+            q_rot, k_rot = self._rot(layer)
+            return q_rot if local.endswith("q") else k_rot
+        if local == "attn.hook_z":
+            return _split_heads(self.raw[(layer, local)], self.d_head)
+        if local == "hook_resid_mid" and self.spec.family != "bert":
+            return self.raw[(layer, "hook_resid_pre")] + self.raw[(layer, "hook_attn_out")]
+        return self.raw[(layer, local)]
+
+
+def capture(
+    lm: LoadedModel,
+    input_ids: torch.Tensor,
+    sites: Iterable[str] | str = (),
+    *,
+    attention_mask: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    logits: bool = True,
+    edits: dict[str, Edit] | None = None,
+    stop_early: bool = False,
+) -> Capture:
+    """Run one batched forward pass and return the requested sites ([B, T, ...]) and logits.
+
+    ``sites="all"`` captures every site the architecture has. ``edits`` maps a site to a function
+    that replaces its value during the pass (steering, SAE splicing). ``stop_early`` ends the pass
+    after the last block that holds a requested site (no logits then).
+    """
+    info = lm.info
+    spec = arch_for(lm.model)
+    wanted = available_sites(spec, info.n_layers) if sites == "all" else list(dict.fromkeys(sites))
+    parsed = []
+    for site in wanted:
+        layer, local = parse_site(site, info.n_layers)
+        if layer is not None and not site_supported(spec, local):
+            raise InputError(f"Site '{site}' does not exist for the {spec.family} architecture.")
+        parsed.append((site, layer, local))
+    edits = edits or {}
+    hooks = _Hooks(lm.model, spec, info.d_head, info.d_model)
+    try:
+        for site, edit in edits.items():
+            layer, local = parse_site(site, info.n_layers)
+            if local not in EDITABLE:
+                raise InputError(f"Site '{site}' cannot be edited (editable: {', '.join(sorted(EDITABLE))}).")
+            hooks.add(layer, local, edit)
+        for _site, layer, local in parsed:
+            if (layer, local) not in {(parse_site(s, info.n_layers)) for s in edits}:
+                hooks.add(layer, local)
+        last_layer = max((p[1] for p in parsed if p[1] is not None), default=None)
+        early = stop_early and last_layer is not None and all(p[1] is not None for p in parsed)
+        if early:
+            hooks.add(last_layer, "hook_resid_post")
+            hooks.stop_after = last_layer
+        device_ids = input_ids.to(lm.device) if input_ids is not None else None
+        mask = attention_mask.to(lm.device) if attention_mask is not None else None
+        embeds = inputs_embeds.to(lm.device) if inputs_embeds is not None else None
+        kwargs: dict[str, Any] = {"attention_mask": mask}
+        if embeds is not None:
+            kwargs["inputs_embeds"] = embeds
+        else:
+            kwargs["input_ids"] = device_ids
+        output = None
+        runner = lm.model if (logits and info.is_causal and not early) else lm.model.base_model
+        with lm.lock, torch.inference_mode():
+            lm.forward_count += 1
+            try:
+                output = runner(**kwargs, use_cache=False) if info.is_causal else runner(**kwargs)
+            except _StopForward:
+                output = None
+        acts = {site: hooks.assemble(layer, local) for site, layer, local in parsed}
+    finally:
+        hooks.remove()
+    out_logits = getattr(output, "logits", None) if output is not None else None
+    return Capture(acts=acts, logits=out_logits)
+
+
+def decode_tokens(tokenizer: Any, token_ids: list[int]) -> list[str]:
+    """Each token's own text (as the model sees it), one string per id."""
+    return [tokenizer.decode([i]) for i in token_ids]
+
+
+def tokenize(lm: LoadedModel, text: str, max_tokens: int) -> list[int]:
+    """Token ids of ``text`` with the tokenizer's special tokens; bounded by ``max_tokens``."""
+    if not text or not text.strip():
+        raise InputError("The text is empty: type or pick a sample.")
+    ids = lm.tokenizer(text, add_special_tokens=True)["input_ids"]
+    if len(ids) > max_tokens:
+        raise InputError(
+            f"The text has {len(ids)} tokens; the limit is {max_tokens} (max_tokens in config.py). Shorten it."
+        )
+    return list(ids)
+
+
+def run_text(lm: LoadedModel, text: str, sites: Iterable[str] | str = (), *, max_tokens: int = 1024) -> Run:
+    """Tokenize one text, run it once, and return a :class:`Run` (batch dimension removed)."""
+    ids = tokenize(lm, text, max_tokens)
+    result = capture(lm, torch.tensor([ids]), sites, logits=lm.info.is_causal)
+    acts = {site: value[0] for site, value in result.acts.items()}
+    logits = result.logits[0].float() if result.logits is not None else None
+    return Run(
+        model_id=lm.model_id,
+        text=text,
+        token_ids=ids,
+        tokens=decode_tokens(lm.tokenizer, ids),
+        logits=logits,
+        acts=acts,
+        sites=frozenset(acts),
+    )
