@@ -17,8 +17,10 @@ No Dash, no torch: this module is pure Python (pandas/datasets are imported lazi
 from __future__ import annotations
 
 import ast
+import functools
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -61,19 +63,71 @@ CODE_CHUNK_CHARS = 3000
 
 #: Standard-library files used for the ``code`` source (relative to the stdlib dir; missing ones skipped).
 CODE_MODULES: tuple[str, ...] = (
-    "json/decoder.py", "json/encoder.py", "json/__init__.py", "textwrap.py", "heapq.py",
-    "bisect.py", "functools.py", "collections/__init__.py", "contextlib.py", "dataclasses.py",
-    "enum.py", "fractions.py", "statistics.py", "random.py", "string.py",
-    "shlex.py", "fnmatch.py", "glob.py", "posixpath.py", "pathlib.py",
-    "shutil.py", "tempfile.py", "copy.py", "pprint.py", "reprlib.py",
-    "abc.py", "operator.py", "types.py", "typing.py", "weakref.py",
-    "queue.py", "sched.py", "calendar.py", "datetime.py", "numbers.py",
-    "base64.py", "csv.py", "configparser.py", "argparse.py", "gettext.py",
-    "difflib.py", "tokenize.py", "ast.py", "inspect.py", "traceback.py",
-    "linecache.py", "logging/__init__.py", "threading.py", "subprocess.py", "selectors.py",
-    "urllib/parse.py", "html/__init__.py", "html/parser.py", "zipfile.py", "zipfile/__init__.py",
-    "gzip.py", "hmac.py", "secrets.py", "uuid.py", "ipaddress.py",
-    "graphlib.py", "colorsys.py", "timeit.py", "getopt.py", "cmd.py",
+    "json/decoder.py",
+    "json/encoder.py",
+    "json/__init__.py",
+    "textwrap.py",
+    "heapq.py",
+    "bisect.py",
+    "functools.py",
+    "collections/__init__.py",
+    "contextlib.py",
+    "dataclasses.py",
+    "enum.py",
+    "fractions.py",
+    "statistics.py",
+    "random.py",
+    "string.py",
+    "shlex.py",
+    "fnmatch.py",
+    "glob.py",
+    "posixpath.py",
+    "pathlib.py",
+    "shutil.py",
+    "tempfile.py",
+    "copy.py",
+    "pprint.py",
+    "reprlib.py",
+    "abc.py",
+    "operator.py",
+    "types.py",
+    "typing.py",
+    "weakref.py",
+    "queue.py",
+    "sched.py",
+    "calendar.py",
+    "datetime.py",
+    "numbers.py",
+    "base64.py",
+    "csv.py",
+    "configparser.py",
+    "argparse.py",
+    "gettext.py",
+    "difflib.py",
+    "tokenize.py",
+    "ast.py",
+    "inspect.py",
+    "traceback.py",
+    "linecache.py",
+    "logging/__init__.py",
+    "threading.py",
+    "subprocess.py",
+    "selectors.py",
+    "urllib/parse.py",
+    "html/__init__.py",
+    "html/parser.py",
+    "zipfile.py",
+    "zipfile/__init__.py",
+    "gzip.py",
+    "hmac.py",
+    "secrets.py",
+    "uuid.py",
+    "ipaddress.py",
+    "graphlib.py",
+    "colorsys.py",
+    "timeit.py",
+    "getopt.py",
+    "cmd.py",
 )
 
 #: (bible command abbreviation, book name as printed in chapter headers, last chapter to take).
@@ -229,6 +283,12 @@ def _chunk_texts(texts: Iterable[str], min_chars: int, max_chars: int) -> list[s
 # source parsers (pure functions, unit-testable)
 
 
+@functools.lru_cache(maxsize=256)
+def _file_code_blocks(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """:func:`_code_blocks` of a file, cached per process (parsing the stdlib takes ~0.5 s)."""
+    return tuple((text, tuple(names)) for text, names in _code_blocks(_read_text(Path(path))))
+
+
 def _code_blocks(source: str) -> list[tuple[str, list[str]]]:
     """Split Python source at top-level def/class statements (decorators and leading comments
     stay with their definition). Returns ``(block text, defined names)`` pairs."""
@@ -248,23 +308,23 @@ def _code_blocks(source: str) -> list[tuple[str, list[str]]]:
     cuts = [0] + [s for s, _ in starts] + [len(lines)]
     names: list[list[str]] = [[]] + [[n] for _, n in starts]
     blocks: list[tuple[str, list[str]]] = []
-    for (a, b), block_names in zip(zip(cuts, cuts[1:]), names):
+    for (a, b), block_names in zip(itertools.pairwise(cuts), names, strict=True):
         text = "\n".join(lines[a:b]).strip("\n").rstrip()
         if text.strip():
             blocks.append((text, block_names))
     return blocks
 
 
-def _chunk_code(source: str, target: int, limit: int) -> list[tuple[str, list[str]]]:
+def _chunk_code(blocks: Iterable[tuple[str, Sequence[str]]], target: int, limit: int) -> list[tuple[str, list[str]]]:
     """Pack top-level blocks into chunks of at most ``min(target, limit)`` chars; a longer
     block (a big class) is split at blank lines."""
     target = min(target, limit)
     chunks: list[tuple[str, list[str]]] = []
     cur, cur_names = "", []
-    for text, names in _code_blocks(source):
+    for text, names in blocks:
         parts = [text] if len(text) <= target else _pack(_paragraphs(text), target)
         for k, part in enumerate(parts):
-            part_names = names if k == 0 else [f"{n} (cont.)" for n in names[:1]]
+            part_names = list(names) if k == 0 else [f"{n} (cont.)" for n in names[:1]]
             if cur and len(cur) + 3 + len(part) <= target:
                 cur, cur_names = f"{cur}\n\n\n{part}", cur_names + part_names
             else:
@@ -342,7 +402,7 @@ def _parse_jargon(raw: str) -> list[tuple[str, str]]:
         text = _reflow(body)
         entries.append((term, f"{head}\n\n{text}" if text else head))
 
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         m = _JARGON_ENTRY_RE.match(line)
         if m:
             flush()
@@ -487,7 +547,7 @@ class SampleLibrary:
         if not isinstance(n, int) or n < 1:
             raise CorpusError(f"n must be a positive integer, got {n!r}")
         try:
-            import datasets  # noqa: PLC0415 - heavy optional import, deliberately lazy
+            import datasets  # heavy optional dependency: imported lazily
         except ImportError as exc:
             raise CorpusError("the 'datasets' package is not installed (pip install datasets)") from exc
         name = name.strip()
@@ -529,9 +589,7 @@ class SampleLibrary:
                 self._dynamic["hf"][s.sample_id] = s
         return samples
 
-    def text_chunks(
-        self, source: str, n: int, min_chars: int = 200, max_chars: int = 1200, seed: int = 0
-    ) -> list[str]:
+    def text_chunks(self, source: str, n: int, min_chars: int = 200, max_chars: int = 1200, seed: int = 0) -> list[str]:
         """Up to ``n`` distinct texts of ``source``, ``min_chars``..``max_chars`` long, cut at
         paragraph/line boundaries (short pieces join the next text), in a seeded order.
 
@@ -567,7 +625,7 @@ class SampleLibrary:
         labels, sources missing on this machine (e.g. scripture) are dropped with a warning.
         Every label gets the same number of rows: ``n_per_label``, or fewer if a source is short.
         """
-        import pandas as pd  # noqa: PLC0415 - keep module import light
+        import pandas as pd  # lazy: keeps importing this module light
 
         wanted = list(dict.fromkeys(labels))
         if not wanted:
@@ -577,8 +635,7 @@ class SampleLibrary:
         if missing:
             if labels is not DEFAULT_LABELS:
                 raise CorpusError(
-                    f"label source(s) {missing} not available on this machine "
-                    f"(available: {sorted(available)})"
+                    f"label source(s) {missing} not available on this machine (available: {sorted(available)})"
                 )
             self.warnings.append(f"labeled_dataset: skipping unavailable default label(s) {missing}")
             wanted = [lab for lab in wanted if lab in available]
@@ -674,7 +731,7 @@ class SampleLibrary:
 
     def _build_prose(self) -> list[Sample]:
         try:
-            from pydoc_data.topics import topics  # noqa: PLC0415
+            from pydoc_data.topics import topics
         except ImportError:
             self.warnings.append("pydoc_data.topics is missing from this Python; no prose samples")
             return []
@@ -695,11 +752,12 @@ class SampleLibrary:
                 continue
             module = rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
             try:
-                source = _read_text(path)
+                stat = path.stat()
+                blocks = _file_code_blocks(str(path), stat.st_mtime_ns, stat.st_size)
             except OSError as exc:
                 self.warnings.append(f"cannot read {path}: {exc}")
                 continue
-            for i, (text, names) in enumerate(_chunk_code(source, target, self.max_chars)):
+            for i, (text, names) in enumerate(_chunk_code(blocks, target, self.max_chars)):
                 if names:
                     shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
                     title = f"{module}: {shown}"
@@ -717,8 +775,13 @@ class SampleLibrary:
             cmd = [exe, "-l10000", f"{abbr}1:1-{last}:999"]
             try:
                 proc = subprocess.run(
-                    cmd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-                    timeout=BIBLE_TIMEOUT_S, check=False,
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    encoding="utf-8",
+                    errors="replace",
+                    timeout=BIBLE_TIMEOUT_S,
+                    check=False,
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 self.warnings.append(f"bible {book}: {type(exc).__name__}: {exc}")
@@ -774,8 +837,10 @@ class SampleLibrary:
         if root is None:
             return []
         paths = sorted(
-            p for p in root.rglob("*")
-            if p.suffix.lower() in (".txt", ".jsonl") and p.is_file()
+            p
+            for p in root.rglob("*")
+            if p.suffix.lower() in (".txt", ".jsonl")
+            and p.is_file()
             and not any(part.startswith(".") for part in p.relative_to(root).parts)
         )
         out: list[Sample] = []

@@ -91,9 +91,9 @@ def resolve_dtype(device: torch.device, preference: str = "auto") -> torch.dtype
 
 def _config_dims(config: Any) -> dict[str, int]:
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
-    d_model = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
-    n_heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head")
-    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer")
+    d_model = getattr(cfg, "hidden_size", None) or cfg.n_embd
+    n_heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
+    n_layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
     d_head = getattr(cfg, "head_dim", None) or d_model // n_heads
     d_mlp = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d_model
     return {

@@ -36,3 +36,17 @@ def smollm2(runtime: Runtime):
 @pytest.fixture(scope="session")
 def minilm(runtime: Runtime):
     return runtime.model(EMBEDDED_ENCODER)
+
+
+@pytest.fixture(scope="session")
+def dash_app(runtime: Runtime):
+    """The one Dash app of the test session (pages register globally, so build it once)."""
+    from app import create_app
+
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture(scope="session")
+def client(dash_app):
+    """Flask test client of the app (health check, API, Dash's own routes)."""
+    return dash_app.server.test_client()

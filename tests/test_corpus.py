@@ -106,7 +106,9 @@ def test_code_chunks_start_at_top_level_definitions(lib: SampleLibrary) -> None:
     decoder = [s for s in lib.list("code") if s.sample_id.startswith("code/json.decoder#")]
     assert len(decoder) >= 2
     assert decoder[0].text.startswith('"""Implementation of JSONDecoder')
-    for s in decoder[1:]:
+    starts = [s for s in decoder[1:] if "(cont.)" not in s.title]  # "(cont.)": a big class split at blank lines
+    assert starts
+    for s in starts:
         assert re.match(r"(class |def |@|#)", s.text), s.text[:80]
     assert "class JSONDecoder" in "".join(s.text for s in decoder)
 
@@ -117,9 +119,9 @@ def test_chunk_code_splits_and_names_blocks() -> None:
     assert [names for _, names in blocks] == [[], ["a"], ["B"]]
     assert blocks[1][0].startswith("@dec\ndef a")
     assert blocks[2][0].startswith("# about B\nclass B")
-    packed = corpus._chunk_code(src, target=1000, limit=1000)
+    packed = corpus._chunk_code(blocks, target=1000, limit=1000)
     assert len(packed) == 1 and packed[0][1] == ["a", "B"]
-    tight = corpus._chunk_code(src, target=30, limit=30)
+    tight = corpus._chunk_code(blocks, target=30, limit=30)
     assert all(len(text) <= 30 for text, _ in tight)
 
 
@@ -134,7 +136,7 @@ def test_add_user_text() -> None:
     assert s.source == "user" and s.text == text
     assert small.get(s.sample_id) is s
     assert small.add_user_text(text).sample_id == s.sample_id
-    assert [u.sample_id for u in small.sources()["user"]] == [s.sample_id]
+    assert [u.sample_id for u in small.list("user")] == [s.sample_id]
     assert small.add_user_text("x" * 500).text == "x" * 500  # exactly at the bound is fine
 
 
@@ -149,7 +151,7 @@ def test_add_user_text_too_long_names_the_bound() -> None:
     with pytest.raises(CorpusError) as info:
         small.add_user_text("y" * 501)
     assert "500" in str(info.value) and "max_chars" in str(info.value)
-    assert "user" not in small.sources()
+    assert small.list("user") == []
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -212,8 +214,9 @@ def test_labeled_dataset_balanced_and_deterministic(lib: SampleLibrary) -> None:
     assert df["label"].value_counts().to_dict() == {"prose": 40, "code": 40}
     assert df["text"].str.len().between(150, 900).all()
     assert df["text"].is_unique
-    again = SampleLibrary().labeled_dataset(labels=("prose", "code"), n_per_label=40, min_chars=150,
-                                            max_chars=900, seed=1)
+    again = SampleLibrary().labeled_dataset(
+        labels=("prose", "code"), n_per_label=40, min_chars=150, max_chars=900, seed=1
+    )
     assert df.equals(again)
     other = lib.labeled_dataset(labels=("prose", "code"), n_per_label=40, min_chars=150, max_chars=900, seed=2)
     assert not df.equals(other)

@@ -1,0 +1,12 @@
+"""Features (/features) — placeholder until the page lands."""
+
+from __future__ import annotations
+
+import dash
+from dash import html
+
+dash.register_page(__name__, path="/features", name="Features", title="Glassbox · Features")
+
+
+def layout(**_query: str) -> html.Div:
+    return html.Div([html.H4("Features"), html.P("This page is being built.", className="text-muted")])

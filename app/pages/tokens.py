@@ -1,0 +1,12 @@
+"""Tokens (/tokens) — placeholder until the page lands."""
+
+from __future__ import annotations
+
+import dash
+from dash import html
+
+dash.register_page(__name__, path="/tokens", name="Tokens", title="Glassbox · Tokens")
+
+
+def layout(**_query: str) -> html.Div:
+    return html.Div([html.H4("Tokens"), html.P("This page is being built.", className="text-muted")])
