@@ -1,12 +1,59 @@
-"""Tokens (/tokens) — placeholder until the page lands."""
+"""Tokens (/tokens): read samples token by token — predictions, loss, attention, similarities, activations."""
 
 from __future__ import annotations
 
 import dash
-from dash import html
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+import callbacks.tokens  # noqa: F401 - registers the page's callbacks
+from analysis.runtime import get_runtime
+from callbacks.common import model_labels, sample_rows
+from callbacks.tokens import initial_state
+from components.feedback import error_alert, loading
+from components.pickers import picker_row
+from components.tokens_controls import controls, download_buttons
+from components.urlstate import url_state
 
 dash.register_page(__name__, path="/tokens", name="Tokens", title="Glassbox · Tokens")
 
 
-def layout(**_query: str) -> html.Div:
-    return html.Div([html.H4("Tokens"), html.P("This page is being built.", className="text-muted")])
+def layout(**query: str) -> html.Div:
+    runtime = get_runtime()
+    settings = runtime.settings
+    state = initial_state(query)
+    model = query.get("model") or settings.default_model
+    samples = [s for s in (query.get("sample") or "").split(",") if s] or [runtime.samples.default_sample_id()]
+    copy = html.Div([dbc.Label("Copy", className="small text-muted mb-0 d-block"),
+                     dcc.Clipboard(id="tokens-copy", title="Copy the open samples' text",
+                                   className="btn btn-sm btn-outline-secondary")], className="gb-picker")
+    return html.Div(
+        [
+            html.Div([html.H4("Tokens", className="mb-0 me-3"),
+                      html.Span("Click a token to select it; ↑/↓ change layer, ←/→ move the selection "
+                                "(all shortcuts under the Keys tab).", className="text-muted small")],
+                     className="d-flex align-items-baseline mb-2"),
+            error_alert("tokens-error"),
+            error_alert("tokens-view-error"),
+            picker_row("tokens", settings.models, model, sample_rows(runtime), samples, "", model_labels(),
+                       multi_sample=True, extra=[copy]),
+            controls(state, n_layers=1000, n_heads=1000),
+            html.Div([html.Div(id="tokens-legend", className="me-3"),
+                      html.Span(id="tokens-notes", className="small text-muted")],
+                     className="d-flex flex-wrap align-items-center mb-2"),
+            loading(html.Div(id="tokens-strips", className="gb-strips")),
+            dbc.Tabs(
+                [dbc.Tab(label="Selected token", tab_id="token"), dbc.Tab(label="Histogram", tab_id="hist"),
+                 dbc.Tab(label="Scatter", tab_id="scatter"), dbc.Tab(label="Keys", tab_id="keys")],
+                id="tokens-tabs", active_tab=state["tab"], className="mt-2",
+            ),
+            html.Div(id="tokens-panel", className="gb-panel pt-2"),
+            download_buttons(),
+            dcc.Store(id="tokens-meta"),
+            dcc.Store(id="tokens-selected", data={"s": state["s"], "i": state["t"]}),
+            dcc.Store(id="tokens-paint"),
+            html.Div(id="tokens-paint-sink", style={"display": "none"}),
+            url_state("tokens", {}),
+        ],
+        className="gb-tokens",
+    )

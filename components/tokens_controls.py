@@ -1,0 +1,92 @@
+"""Controls of the Tokens page: tool, site, layer/head, attention and similarity options, display."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+TOOL_OPTIONS = [
+    ("predictions", "Predictions"), ("loss", "Loss"), ("attention", "Attention"),
+    ("similarity", "Similarity"), ("sum", "Σ|x|"), ("dimension", "Dimension"),
+]
+SITE_OPTIONS = [
+    ("hook_resid_pre", "residual (block input)"), ("hook_resid_mid", "residual (after attention)"),
+    ("hook_resid_post", "residual (block output)"), ("hook_attn_out", "attention output"),
+    ("hook_mlp_out", "MLP output"), ("mlp.hook_post", "MLP neurons"),
+]
+ROPE_OPTIONS = [("full", "full (weights)"), ("applied", "RoPE applied (scores)"),
+                ("not_applied", "RoPE not applied (scores)")]
+SIM_OPTIONS = [("tokens", "tokens (to selected)"), ("prev_layer", "previous layer"),
+               ("prev_residual", "previous residual")]
+NORM_OPTIONS = [("none", "none"), ("normalized", "normalized"), ("no_outliers", "normalized excl. outliers")]
+
+
+def _opts(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"label": label, "value": value} for value, label in pairs]
+
+
+def _field(label: str, control: Any, field_id: str | None = None, width: str = "auto") -> html.Div:
+    kwargs = {"id": field_id} if field_id else {}
+    return html.Div([dbc.Label(label, className="small text-muted mb-0"), control],
+                    className="gb-field me-3 mb-2", style={"width": width}, **kwargs)
+
+
+def number(field_id: str, value: int, low: int, high: int | None, width: str = "5.5rem") -> dcc.Input:
+    """Number box: type a value or step it with the arrow keys."""
+    return dcc.Input(id=field_id, type="number", value=value, min=low, max=high, step=1, debounce=False,
+                     className="form-control form-control-sm", style={"width": width})
+
+
+def controls(state: dict[str, Any], n_layers: int, n_heads: int) -> html.Div:
+    """All view controls, initialised from the URL state."""
+    mean = state["head"] is None
+    row1 = html.Div(
+        [
+            _field("Tool", dbc.RadioItems(id="tokens-tool", options=_opts(TOOL_OPTIONS), value=state["tool"],
+                                          inline=True, className="small", inputClassName="me-1")),
+            _field("Site", dcc.Dropdown(id="tokens-site", options=_opts(SITE_OPTIONS), value=state["kind"],
+                                        clearable=False, className="small"), width="15rem"),
+            _field("Layer", number("tokens-layer", state["layer"], 0, n_layers - 1)),
+            _field("Head", html.Div([
+                number("tokens-head", 0 if mean else state["head"], 0, n_heads - 1),
+                dbc.Checkbox(id="tokens-mean", label="mean", value=mean, className="ms-2 small"),
+            ], className="d-flex align-items-center")),
+        ],
+        className="d-flex flex-wrap align-items-end",
+    )
+    row2 = html.Div(
+        [
+            _field("Attention", dbc.RadioItems(id="tokens-direction", value=state["direction"], inline=True,
+                                               className="small", options=[
+                                                   {"label": "from token", "value": "from"},
+                                                   {"label": "opposite (to token)", "value": "to"}])),
+            _field("RoPE", dcc.Dropdown(id="tokens-rope", options=_opts(ROPE_OPTIONS), value=state["rope"],
+                                        clearable=False, className="small"), width="14rem"),
+            _field("Multiply", number("tokens-multiply", state["multiply"], 1, 1000, "5.5rem")),
+            _field("Similarity", dcc.Dropdown(id="tokens-sim", options=_opts(SIM_OPTIONS), value=state["sim"],
+                                              clearable=False, className="small"), width="12rem"),
+            _field("Dimension", number("tokens-dim", state["dim"], 0, None)),
+            _field("Normalization", dcc.Dropdown(id="tokens-norm", options=_opts(NORM_OPTIONS), value=state["norm"],
+                                                 clearable=False, className="small"), width="14rem"),
+            _field("Opacity", dcc.Slider(id="tokens-opacity", min=0.1, max=1, step=0.05, value=state["opacity"],
+                                         marks=None, tooltip={"placement": "bottom"}), width="9rem"),
+            _field("Newlines", dbc.Checkbox(id="tokens-newlines", label="show ↵ tokens", value=state["newlines"],
+                                            className="small")),
+        ],
+        className="d-flex flex-wrap align-items-end",
+    )
+    return html.Div([row1, row2], className="gb-controls mb-2")
+
+
+def download_buttons() -> html.Div:
+    return html.Div(
+        [
+            html.Span("Selected token's vector (site, layer, normalization above): ", className="small me-2"),
+            dbc.Button(".npy", id="tokens-dl-npy", size="sm", color="secondary", outline=True, className="me-1"),
+            dbc.Button(".csv", id="tokens-dl-csv", size="sm", color="secondary", outline=True),
+            dcc.Download(id="tokens-download"),
+        ],
+        className="d-flex align-items-center mt-2",
+    )

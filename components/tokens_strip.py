@@ -1,0 +1,70 @@
+"""The token strip: one sample rendered as clickable token chips (coloured in the browser).
+
+The strip's structure is sent once per model+text; a tool/layer/token change sends only the
+values (see ``assets/tokens.js``, which paints the chips and sets their tooltips).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dash import html
+
+NEWLINE = "↵"
+TAB = "⇥"
+
+
+def token_label(token: str) -> str:
+    """Visible text of a token: newlines and tabs become arrows, the rest stays as is."""
+    return token.replace("\n", NEWLINE).replace("\t", TAB).replace("\r", "") or "∅"
+
+
+def token_chip(sample: int, index: int, token: str) -> list[Any]:
+    """A token chip (+ a line break after newline tokens, kept even when they are hidden)."""
+    classes = "gb-tok gb-tok-nl" if "\n" in token else "gb-tok"
+    chip = html.Span(token_label(token), className=classes, **{"data-s": sample, "data-i": index})
+    return [chip, html.Br()] if "\n" in token else [chip]
+
+
+def strip(sample: int, title: str, tokens: Sequence[str], show_newlines: bool = True) -> html.Div:
+    """One sample's strip with its title line."""
+    chips: list[Any] = []
+    for i, tok in enumerate(tokens):
+        chips.extend(token_chip(sample, i, tok))
+    return html.Div(
+        [
+            html.Div([html.Span(f"#{sample + 1} ", className="fw-semibold"), title,
+                      html.Span(f" · {len(tokens)} tokens", className="text-muted")],
+                     className="small mb-1 gb-strip-title"),
+            html.Div(chips, id={"type": "tokens-strip", "index": sample},
+                     className="gb-strip" + ("" if show_newlines else " gb-hide-nl")),
+        ],
+        className="gb-strip-box mb-2",
+    )
+
+
+def strips(samples: Sequence[dict[str, Any]], show_newlines: bool = True) -> list[html.Div]:
+    """Stacked strips, one per open sample (``{"title", "tokens"}`` dicts)."""
+    return [strip(k, s["title"], s["tokens"], show_newlines) for k, s in enumerate(samples)]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def legend(lo: float, mid: float, hi: float, label: str, diverging: bool,
+           neg: str = "#2166ac", pos: str = "#b2182b") -> html.Div:
+    """The colour scale with its limits shown: min, divider, max."""
+    gradient = (f"linear-gradient(to right, {neg}, white 50%, {pos})" if diverging
+                else f"linear-gradient(to right, white, {pos})")
+    return html.Div(
+        [
+            html.Span(label, className="small me-3 gb-legend-label"),
+            html.Span("min ", className="small text-muted"), html.Code(_fmt(lo), id="tokens-scale-min"),
+            html.Div(className="gb-legend-bar mx-2", style={"background": gradient}),
+            html.Span("max ", className="small text-muted"), html.Code(_fmt(hi), id="tokens-scale-max"),
+            html.Span(" · divider ", className="small text-muted ms-2"), html.Code(_fmt(mid), id="tokens-scale-mid"),
+        ],
+        className="d-flex align-items-center flex-wrap gb-legend",
+    )
