@@ -205,11 +205,14 @@ class _Hooks:
         return _split_heads(fused.split(self.d_model, dim=-1)[index], dh)  # gpt2: [Q | K | V]
 
     def _rot(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (layer, "rot") in self.raw:
+            return self.raw[(layer, "rot")]
         cos, sin = self.raw[(layer, "cos_sin")]
         attn = get_module(self.layers[layer], self.spec.attn)
         apply = sys.modules[type(attn).__module__].apply_rotary_pos_emb
         q, k = self._qkv(layer, "q"), self._qkv(layer, "k")
         q_rot, k_rot = apply(q, k, cos, sin, unsqueeze_dim=2)
+        self.raw[(layer, "rot")] = (q_rot, k_rot)
         return q_rot, k_rot
 
     def assemble(self, layer: int | None, local: str) -> torch.Tensor:

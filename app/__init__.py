@@ -43,6 +43,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.layout = shell_layout
+    if settings.password:
+        from app.auth import require_basic_auth
+
+        require_basic_auth(app.server, settings.username, settings.password)
     register_health(app.server, runtime, __version__)
     register_api(app.server, runtime)
     return app
