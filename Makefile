@@ -25,10 +25,10 @@ browser:
 	apt-get install -y -qq chromium chromium-driver bible-kjv jargon-text fortunes
 
 run:
-	$(PYTHON) -m app
+	$(PYTHON) -m app $(ARGS)
 
 serve:
-	$(PYTHON) -m app.serve
+	$(PYTHON) -m app.serve $(ARGS)
 
 test:
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q tests

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> dash.Dash:
     """Build the Dash app (one per process) around a shared :class:`Runtime`."""
+    import callbacks.export  # noqa: F401 - figure export for every page
     from app.api import register_api
     from app.health import register_health
     from app.shell import shell_layout

@@ -60,9 +60,11 @@ def themed(fig: go.Figure, title: str | None = None) -> go.Figure:
 
 def paper_figure(fig: go.Figure | dict[str, Any], font: str = PAPER_FONT, font_size: int = 14) -> go.Figure:
     """A copy of ``fig`` in the paper theme: white, serif, no UI chrome (no sliders/menus)."""
-    out = go.Figure(copy.deepcopy(fig.to_dict() if isinstance(fig, go.Figure) else fig))
+    out = go.Figure(copy.deepcopy(fig.to_dict() if isinstance(fig, go.Figure) else fig), skip_invalid=True)
     out.update_layout(template="glassbox_paper", font=dict(family=font, size=font_size, color="black"),
-                      updatemenus=[], sliders=[], paper_bgcolor="white", plot_bgcolor="white")
+                      paper_bgcolor="white", plot_bgcolor="white")
+    out.layout.updatemenus = ()  # update_layout merges lists; assignment really removes the UI chrome
+    out.layout.sliders = ()
     return out
 
 
