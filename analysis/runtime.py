@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from analysis.cache import DiskStore, RunCache
+from analysis.cache import DiskStore, RunCache, content_key
 from analysis.capture import Run, run_text
 from analysis.corpus import SampleLibrary
 from analysis.errors import InputError, ModelLoadError
@@ -23,6 +23,7 @@ class Runtime:
         self.disk = DiskStore(settings.cache_path / "products", settings.disk_cache_bytes)
         self.samples = SampleLibrary(settings.samples_dir, max_chars=settings.max_text_chars)
         self._run_locks: dict[str, threading.Lock] = {}
+        self._token_cache: dict[tuple[str, str], tuple[int, ...]] = {}
         self._guard = threading.Lock()
 
     def model(self, model_id: str) -> LoadedModel:
@@ -33,6 +34,20 @@ class Runtime:
                 f"({', '.join(self.settings.models)}); add it to MODELS in config.py."
             )
         return self.registry.get(model_id)
+
+    def tokens(self, model_id: str, text: str) -> tuple[int, ...]:
+        """Token ids of ``text`` for ``model_id`` (tokenized lazily once, cached)."""
+        key = (model_id, content_key(text))
+        with self._guard:
+            cached = self._token_cache.get(key)
+        if cached is not None:
+            return cached
+        ids = tuple(self.model(model_id).tokenizer(text, add_special_tokens=True)["input_ids"])
+        with self._guard:
+            self._token_cache[key] = ids
+            while len(self._token_cache) > 4096:
+                self._token_cache.pop(next(iter(self._token_cache)))
+        return ids
 
     def check_text(self, text: str | None) -> str:
         if text is None or not text.strip():

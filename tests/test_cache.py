@@ -67,3 +67,10 @@ def test_disk_store_computes_once_and_survives_reopen(tmp_path):
     reopened = DiskStore(tmp_path, size_limit=10**8)
     assert reopened.get_or_compute(key, lambda: calls.append(1) or [9]) == [1, 2, 3]
     assert calls == [1]
+
+
+def test_tokenization_is_cached_and_matches_tokenizer(runtime, smollm2):
+    text = "Tokenize me once, please."
+    ids = runtime.tokens("embedded:smollm2-135m-instruct", text)
+    assert list(ids) == smollm2.tokenizer(text)["input_ids"]
+    assert runtime.tokens("embedded:smollm2-135m-instruct", text) is ids
