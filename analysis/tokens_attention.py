@@ -6,8 +6,8 @@ before and after rotary cost 2 x (H + H_kv) x d_head per token per layer (190 MB
 tokens). One row or column costs a [T, d_head] matrix-vector product, so a token/head change is cheap.
 
 RoPE modes (DeepPeek's): ``full`` = the attention weights the model used (softmax of the
-rotary-applied scores with the model's own scaling, soft-capping and causal mask; equals HF's
-``output_attentions``); ``applied`` = the pre-softmax scores q_rot . k_rot * scale (RoPE applied);
+rotary-applied scores with the model's own scaling, soft-capping, causal and sliding-window mask;
+equals HF's ``output_attentions``); ``applied`` = the pre-softmax scores q_rot . k_rot * scale (RoPE applied);
 ``not_applied`` = the same scores from the pre-rotary q . k (content only, no position).
 """
 
@@ -37,9 +37,13 @@ class AttnSpec:
     causal: bool
     rotary: bool
     softcap: float | None = None
+    windows: tuple[int | None, ...] = ()  # sliding-window size per layer (Mistral, Gemma2), None = full
 
     def kv_head(self, head: int) -> int:
         return head // max(1, self.n_heads // self.n_kv_heads)
+
+    def window(self, layer: int) -> int | None:
+        return self.windows[layer] if layer < len(self.windows) else None
 
 
 def attn_spec(lm: LoadedModel) -> AttnSpec:
@@ -52,8 +56,15 @@ def attn_spec(lm: LoadedModel) -> AttnSpec:
         scaling = lm.info.d_head ** -0.5
     cfg = lm.model.config
     softcap = getattr(cfg, "attn_logit_softcapping", None)
+    window = getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) is not False else None
+    types = getattr(cfg, "layer_types", None)
+    windows = tuple(
+        window if window and (types is None or types[layer] == "sliding_attention") else None
+        for layer in range(lm.info.n_layers)
+    )
     return AttnSpec(n_heads=lm.info.n_heads, n_kv_heads=lm.info.n_kv_heads, scaling=float(scaling),
-                    causal=lm.info.is_causal, rotary=spec.rotary, softcap=float(softcap) if softcap else None)
+                    causal=lm.info.is_causal, rotary=spec.rotary, softcap=float(softcap) if softcap else None,
+                    windows=windows)
 
 
 def attention_sites(spec: AttnSpec, layer: int) -> list[str]:
@@ -82,8 +93,12 @@ def head_scores(run: Run, spec: AttnSpec, layer: int, head: int, mode: str,
     if spec.softcap and mode == "full":
         scores = torch.tanh(scores / spec.softcap) * spec.softcap
     if spec.causal:
-        future = torch.arange(t, device=q.device)[None, :] > rows_idx[:, None]
-        scores = scores.masked_fill(future, float("-inf"))
+        keys = torch.arange(t, device=q.device)[None, :]
+        hidden = keys > rows_idx[:, None]
+        window = spec.window(layer)
+        if window:
+            hidden |= keys <= rows_idx[:, None] - window
+        scores = scores.masked_fill(hidden, float("-inf"))
     return scores
 
 

@@ -88,7 +88,7 @@ class Histogram:
     dim_value: float | None
 
 
-def histogram(x: torch.Tensor, selected: int, dim: int | None = None, bins: int = 60) -> Histogram:
+def histogram(x: torch.Tensor, selected: int, dim: int | None = None, bins: int = 120) -> Histogram:
     """Histograms of the median token's and the selected token's vectors over shared bins."""
     med = median_token(x)
     a = x[med].numpy().astype(np.float64)
@@ -116,7 +116,8 @@ def histogram(x: torch.Tensor, selected: int, dim: int | None = None, bins: int 
 
 @dataclass
 class Density:
-    """All tokens' (dimension, value) points binned: counts[value_bin][dim]."""
+    """All tokens' (dimension, value) points binned: counts[value_bin][dim] (values beyond the
+    0.1-99.9 percentile range are counted in the edge bins)."""
 
     value_edges: list[float]
     counts: np.ndarray  # [n_value_bins, d] int
@@ -132,9 +133,11 @@ def density(x: torch.Tensor, selected: int, value_bins: int = 64) -> Density:
     T*d points) while still showing all tokens.
     """
     arr = x.numpy()
-    lo, hi = float(arr.min()), float(arr.max())
+    # Bins span the 0.1-99.9 percentile range: one massive activation (an attention sink's
+    # residual reaches ~700 in SmolLM2) would otherwise put every other value into one bin.
+    lo, hi = (float(v) for v in np.percentile(arr, [0.1, 99.9]))
     if hi <= lo:
-        hi = lo + 1.0
+        lo, hi = float(arr.min()), float(arr.max()) if arr.max() > arr.min() else float(arr.min()) + 1.0
     edges = np.linspace(lo, hi, value_bins + 1)
     idx = np.clip(np.searchsorted(edges, arr, side="right") - 1, 0, value_bins - 1)  # [T, d]
     counts = np.zeros((value_bins, arr.shape[1]), dtype=np.int32)

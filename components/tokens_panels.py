@@ -58,7 +58,7 @@ def prediction_panel(panel: dict[str, Any] | None, message: str | None = None) -
 
 def histogram_figure(hist: dict[str, Any], title: str) -> go.Figure:
     """Median token's histogram (orange base), selected token's on top (blue), outliers, dimension line."""
-    edges = np.asarray(hist["edges"])
+    edges = np.asarray(hist["edges"], dtype=np.float64)
     centres = (edges[:-1] + edges[1:]) / 2
     width = float(edges[1] - edges[0])
     fig = go.Figure()
@@ -115,7 +115,9 @@ def density_figure(dens: dict[str, Any], dim: int | None, title: str) -> go.Figu
                         marker=dict(size=10, color="rgba(0,0,0,0)", line=dict(color=OUTLIER_COLOUR, width=2)))
     if dim is not None and 0 <= dim < d:
         fig.add_vline(x=dim, line=dict(color="black", dash="dot"))
-    fig.update_layout(height=340, xaxis_title="dimension", yaxis_title="value",
+    pad = 0.08 * (edges[-1] - edges[0])
+    fig.update_yaxes(range=[float(edges[0] - pad), float(edges[-1] + pad)])  # autoscale (double-click) shows all
+    fig.update_layout(height=340, xaxis_title="dimension", yaxis_title="value (0.1–99.9% range; double-click for all)",
                       legend=dict(orientation="h", y=-0.22), margin=dict(t=40, b=40))
     return themed(fig, title)
 

@@ -24,7 +24,7 @@ def token_chip(sample: int, index: int, token: str) -> list[Any]:
     """A token chip (+ a line break after newline tokens, kept even when they are hidden)."""
     classes = "gb-tok gb-tok-nl" if "\n" in token else "gb-tok"
     chip = html.Span(token_label(token), className=classes, **{"data-s": sample, "data-i": index})
-    return [chip, html.Br()] if "\n" in token else [chip]
+    return [chip] + [html.Br() for _ in range(min(token.count("\n"), 2))]
 
 
 def strip(sample: int, title: str, tokens: Sequence[str], show_newlines: bool = True) -> html.Div:
@@ -60,11 +60,11 @@ def legend(lo: float, mid: float, hi: float, label: str, diverging: bool,
                 else f"linear-gradient(to right, white, {pos})")
     return html.Div(
         [
-            html.Span(label, className="small me-3 gb-legend-label"),
-            html.Span("min ", className="small text-muted"), html.Code(_fmt(lo), id="tokens-scale-min"),
+            html.Span(label, className="small fw-semibold me-3 gb-legend-label"),
+            html.Span("min", className="small text-muted me-1"), html.Code(_fmt(lo), id="tokens-scale-min"),
             html.Div(className="gb-legend-bar mx-2", style={"background": gradient}),
-            html.Span("max ", className="small text-muted"), html.Code(_fmt(hi), id="tokens-scale-max"),
-            html.Span(" · divider ", className="small text-muted ms-2"), html.Code(_fmt(mid), id="tokens-scale-mid"),
+            html.Span("max", className="small text-muted me-1"), html.Code(_fmt(hi), id="tokens-scale-max"),
+            html.Span("divider", className="small text-muted ms-3 me-1"), html.Code(_fmt(mid), id="tokens-scale-mid"),
         ],
         className="d-flex align-items-center flex-wrap gb-legend",
     )
