@@ -1,12 +1,148 @@
-"""Neurons (/neurons) — placeholder until the page lands."""
+"""Neurons (/neurons): a neuron database built from a corpus scan — snippets, patterns, similar neurons, search."""
 
 from __future__ import annotations
 
 import dash
-from dash import html
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+import callbacks.neurons  # noqa: F401 - registers the page's callbacks
+from analysis.runtime import get_runtime
+from callbacks.common import model_labels
+from callbacks.neurons import initial_view
+from components.feedback import error_alert, loading
+from components.figures import graph
+from components.pickers import model_picker
+from components.urlstate import int_arg, url_state
 
 dash.register_page(__name__, path="/neurons", name="Neurons", title="Glassbox · Neurons")
 
+CORPORA = [("training", "mixed (prose, code, scripture…)"), ("prose", "prose"), ("code", "code"),
+           ("scripture", "scripture"), ("jargon", "jargon"), ("fortunes", "fortunes")]
 
-def layout(**_query: str) -> html.Div:
-    return html.Div([html.H4("Neurons"), html.P("This page is being built.", className="text-muted")])
+
+def _label(text: str) -> dbc.Label:
+    return dbc.Label(text, className="small text-muted mb-0")
+
+
+def layout(**query: str) -> html.Div:
+    runtime = get_runtime()
+    settings = runtime.settings
+    model = query.get("model") if query.get("model") in settings.models else settings.default_model
+    view = initial_view(model)
+    layers = [o["value"] for o in view["layers"]]
+    layer = query.get("layer") if query.get("layer") in layers else (layers[len(layers) // 2] if layers else None)
+    neuron = int_arg(query.get("neuron"), 0, 0)
+    whole = query.get("whole") == "1"
+    llm_ready = bool(settings.openai_base_url)
+    controls = dbc.Row(
+        [
+            dbc.Col(model_picker("neurons", settings.models, model, model_labels()), md=3),
+            dbc.Col([_label("Layer"), dcc.Dropdown(id="neurons-layer", options=view["layers"], value=layer,
+                                                   clearable=False)], md=2),
+            dbc.Col([_label("Neuron"), dbc.Input(id="neurons-neuron", type="number", min=0, step=1, value=neuron,
+                                                 debounce=True, size="sm")], md=1),
+            dbc.Col([_label("Jump to a top neuron of this layer"),
+                     dcc.Dropdown(id="neurons-top", placeholder="ranked by…", optionHeight=28)], md=4),
+            dbc.Col([_label("Rank by"), dbc.RadioItems(id="neurons-sort", value="max", inline=True,
+                                                       options=[{"label": "max", "value": "max"},
+                                                                {"label": "range", "value": "range"},
+                                                                {"label": "density", "value": "density"}],
+                                                       className="small")], md="auto"),
+        ],
+        className="g-3 mb-2 align-items-end",
+    )
+    neuron_tab = html.Div(
+        [
+            html.Div([html.H5(id="neurons-title", className="mb-1 me-3 d-inline-block"),
+                      dbc.Switch(id="neurons-whole", label="show whole sample", value=whole,
+                                 className="d-inline-block small")], className="d-flex align-items-center"),
+            html.Div(id="neurons-stats", className="mb-1"),
+            html.Div(id="neurons-top-tokens", className="mb-2"),
+            dbc.Row(
+                [
+                    dbc.Col([html.H6("Top-activating snippets", className="mt-1"),
+                             loading(html.Div(id="neurons-snippets"))], lg=7),
+                    dbc.Col(
+                        [
+                            dbc.Card(dbc.CardBody([
+                                html.H6("Explanation"),
+                                html.Div(id="neurons-summary", className="small mb-2"),
+                                html.Div([dbc.Button("Ask the LLM", id="neurons-llm-button", size="sm", outline=True,
+                                                     color="secondary", disabled=not llm_ready, className="me-2"),
+                                          html.Span("" if llm_ready else "off: set OPENAI_BASE_URL in config.py",
+                                                    className="text-muted small")]),
+                                loading(html.Div(id="neurons-llm", className="small mt-2 fst-italic")),
+                            ]), className="mb-2"),
+                            html.H6("Similar neurons (symmetric: cosine over sampled tokens, Jaccard of top tokens)"),
+                            html.Div(id="neurons-similar", className="gb-similar"),
+                        ],
+                        lg=5,
+                    ),
+                ]
+            ),
+            dbc.Row(
+                [
+                    dbc.Col([loading(graph(None, "neurons-graph", "neuron-graph", 320)),
+                             html.Div(id="neurons-patterns")], lg=7),
+                    dbc.Col([graph(None, "neurons-quantiles", "neuron-quantiles", 230),
+                             graph(None, "neurons-logits", "neuron-logits", 460)], lg=5),
+                ],
+                className="mt-2",
+            ),
+        ]
+    )
+    search_tab = html.Div([
+        dbc.InputGroup([dbc.Input(id="neurons-search", placeholder="token, e.g.  the  or  def", debounce=False),
+                        dbc.Button("Search", id="neurons-search-button", color="primary")], size="sm",
+                       className="mb-2 w-50"),
+        html.Div("Neurons whose highest activations most often fall on this token (with or without a leading space).",
+                 className="text-muted small mb-2"),
+        loading(html.Div(id="neurons-search-results")),
+    ], className="pt-2")
+    compare_tab = html.Div([
+        dbc.Row([
+            dbc.Col([_label("Second layer"), dcc.Dropdown(id="neurons-layer-b", options=view["layers"],
+                                                          value=query.get("layer_b") or layer)], md=2),
+            dbc.Col([_label("Second neuron"), dbc.Input(id="neurons-neuron-b", type="number", min=0, step=1,
+                                                        value=int_arg(query.get("neuron_b"), 1, 0), size="sm",
+                                                        debounce=True)], md=1),
+        ], className="g-3 mb-2"),
+        loading(html.Div(id="neurons-compare")),
+        graph(None, "neurons-compare-figure", "neuron-compare", 320),
+    ], className="pt-2")
+    build_tab = html.Div([
+        html.Div(id="neurons-index-summary", className="mb-3"),
+        dbc.Row([
+            dbc.Col([_label("Corpus"), dcc.Dropdown(id="neurons-build-corpus", value="training", clearable=False,
+                                                    options=[{"label": b, "value": a} for a, b in CORPORA])], md=3),
+            dbc.Col([_label("Tokens to scan"), dbc.Input(id="neurons-build-tokens", type="number", value=20000,
+                                                         min=16, step=1000, size="sm")], md=2),
+            dbc.Col([_label("Layers (e.g. 0-5,12; empty = all)"), dbc.Input(id="neurons-build-layers", size="sm")], md=2),
+            dbc.Col([dbc.Button("Build index", id="neurons-build-start", color="primary", size="sm", className="me-2"),
+                     dbc.Button("Cancel", id="neurons-build-cancel", color="secondary", size="sm", outline=True,
+                                disabled=True)], md="auto"),
+        ], className="g-3 align-items-end mb-2"),
+        dbc.Progress(id="neurons-build-progress", value=0, label="", style={"height": "20px"}, className="mb-2"),
+        html.Div(id="neurons-build-status", className="small"),
+        html.Div("The build runs in the background and checkpoints; a cancelled build resumes where it stopped. "
+                 "CLI: make index ARGS='--model MODEL --tokens 20000'.", className="text-muted small mt-2"),
+    ], className="pt-2")
+    return html.Div(
+        [
+            url_state("neurons", {"model": model, "layer": layer, "neuron": neuron}),
+            html.Div([html.H4("Neurons", className="mb-0 me-3"),
+                      html.Span("top-activating snippets, token patterns, similar neurons and token search, from a "
+                                "corpus scan · JSON API at ", className="text-muted small"),
+                      html.A("/api/v1/docs", href="/api/v1/docs", className="small ms-1", target="_blank")],
+                     className="d-flex align-items-baseline mb-2"),
+            error_alert("neurons-error"),
+            controls,
+            dbc.Tabs([
+                dbc.Tab(neuron_tab, label="Neuron", tab_id="neuron"),
+                dbc.Tab(search_tab, label="Search by token", tab_id="search"),
+                dbc.Tab(compare_tab, label="Compare", tab_id="compare"),
+                dbc.Tab(build_tab, label="Index", tab_id="index"),
+            ], id="neurons-tabs", active_tab=query.get("tab") if query.get("tab") in ("search", "compare", "index") else "neuron"),
+        ]
+    )

@@ -1,0 +1,438 @@
+"""Neurons: build and open neuron indexes; logit effects; ``python -m analysis.neurons build ...``.
+
+``build_index`` is the one function behind ``make index``/the CLI (tqdm progress) and the page's
+background job (progress bar + cancel). Indexes live in ``<cache_dir>/neurons/*.sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.errors import GlassboxError, InputError
+from analysis.models import LoadedModel
+from analysis.neurons_build import (
+    QUANTILES,
+    BuildProgress,
+    Group,
+    IndexConfig,
+    Scanner,
+    make_batches,
+    mlp_group,
+    quantiles_from_hist,
+    run_scan,
+    state_path,
+    top_token_counts,
+)
+from analysis.neurons_store import NeuronIndex, NotFound, connect
+from analysis.runtime import Runtime, get_runtime
+
+INDEX_DIR = "neurons"
+BUILD_COMMAND = "make index ARGS='--model MODEL --tokens 20000'"
+
+
+def index_dir(runtime: Runtime) -> Path:
+    path = runtime.settings.cache_path / INDEX_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _slug(model_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_id).strip("_")[:60]
+
+
+def index_id(cfg: IndexConfig) -> str:
+    from analysis.cache import content_key
+
+    return content_key("neuron-index", cfg.key_parts())[:16]
+
+
+def index_path(runtime: Runtime, cfg: IndexConfig) -> Path:
+    return index_dir(runtime) / f"{_slug(cfg.model_id)}-{index_id(cfg)}.sqlite"
+
+
+# ---- corpus --------------------------------------------------------------------------------------
+def corpus_texts(runtime: Runtime, corpus: str, n_tokens: int) -> list[str]:
+    """The texts of a corpus: "training" (mixed sources), a sample source name, or a .txt/.jsonl file."""
+    budget = max(2000, n_tokens * 6)  # ~4-5 characters per token; some slack
+    lib = runtime.samples
+    if corpus == "training":
+        return lib.training_text(budget)
+    if corpus in lib.sources():
+        texts, total = [], 0
+        for text in lib.text_chunks(corpus, 10**9, 200, 2000):
+            texts.append(text)
+            total += len(text)
+            if total >= budget:
+                break
+        return texts
+    path = Path(corpus).expanduser()
+    if path.is_file():
+        size = path.stat().st_size
+        if size > runtime.settings.max_upload_bytes:
+            raise InputError(f"Corpus file {path} has {size:,} bytes; the limit is "
+                             f"{runtime.settings.max_upload_bytes:,} (max_upload_bytes in config.py).")
+        raw = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix.lower() == ".jsonl":
+            texts = [json.loads(line).get("text", "") for line in raw.splitlines() if line.strip()]
+        else:
+            texts = [p for p in re.split(r"\n\s*\n", raw)]
+        texts = [t for t in texts if isinstance(t, str) and t.strip()]
+        if not texts:
+            raise InputError(f"Corpus file {path} has no text.")
+        return texts
+    raise InputError(f"Unknown corpus '{corpus}': use 'training', one of {', '.join(lib.sources())}, "
+                     "or the path of a .txt/.jsonl file.")
+
+
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The special tokens the tokenizer puts before a text (e.g. BOS), so every row starts like a run."""
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    n = len(with_special) - len(plain)
+    return list(with_special[:n]) if n > 0 and with_special[n:] == plain else []
+
+
+def corpus_rows(lm: LoadedModel, texts: list[str], n_tokens: int, seq_len: int) -> list[list[int]]:
+    """Rows of at most ``seq_len`` tokens (each starting with the tokenizer's special prefix) up to ``n_tokens``."""
+    prefix = special_prefix(lm.tokenizer)
+    body = seq_len - len(prefix)
+    rows: list[list[int]] = []
+    total = 0
+    for text in texts:
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        for start in range(0, len(ids), body):
+            chunk = ids[start : start + body]
+            if len(chunk) < 8:
+                continue
+            row = prefix + chunk[: max(1, min(len(chunk), n_tokens - total - len(prefix)))]
+            rows.append(row)
+            total += len(row)
+            if total >= n_tokens:
+                return rows
+    return rows
+
+
+# ---- build -----------------------------------------------------------------------------------------
+def _groups(lm: LoadedModel, cfg: IndexConfig, sae: Any | None) -> list[Group]:
+    layers = cfg.layers if cfg.layers is not None else list(range(lm.info.n_layers))
+    groups = [mlp_group(layer, lm.info.d_mlp) for layer in layers]
+    if sae is not None:
+        groups.append(Group(name="sae", kind="sae", site=sae.site, width=sae.d_sae, layer=None))
+    return groups
+
+
+def _load_sae(runtime: Runtime, ref: str, lm: LoadedModel) -> Any:
+    try:
+        from analysis.features_sae import check_fit, load_sae
+    except ImportError as exc:  # the Features page's module is optional here
+        raise GlassboxError("SAE support (analysis.features_sae) is not available.") from exc
+    sae = load_sae(ref, runtime.settings.cache_dir)
+    check_fit(sae, lm)
+    return sae
+
+
+def build_index(cfg: IndexConfig, runtime: Runtime | None = None,
+                progress: Callable[[BuildProgress], None] | None = None,
+                should_stop: Callable[[], bool] | None = None, checkpoint_every_s: float = 60.0,
+                path: Path | None = None) -> Path:
+    """Scan the corpus and write the index; resumes a stopped build of the same config.
+
+    Returns the index path; its meta ``status`` is "complete" or "stopped".
+    """
+    runtime = runtime or get_runtime()
+    lm = runtime.model(cfg.model_id)
+    cfg.check(lm.info.n_layers)
+    path = path or index_path(runtime, cfg)
+    conn = connect(path)
+    meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+    if meta.get("status") == "complete":
+        conn.close()
+        return path
+    sae = _load_sae(runtime, cfg.sae, lm) if cfg.sae else None
+    groups = _groups(lm, cfg, sae)
+    if "rows" in meta:
+        rows = [np.frombuffer(b, dtype=np.int32).tolist() for (b,) in conn.execute("SELECT ids FROM rows ORDER BY row_id")]
+    else:
+        rows = corpus_rows(lm, corpus_texts(runtime, cfg.corpus, cfg.n_tokens), cfg.n_tokens, cfg.seq_len)
+        if not rows:
+            raise InputError(f"Corpus '{cfg.corpus}' gave no rows of at least 8 tokens.")
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)",
+                             [(i, np.asarray(r, dtype=np.int32).tobytes()) for i, r in enumerate(rows)])
+            _set_meta(conn, {"config": cfg.key_parts() | {"batch_size": cfg.batch_size}, "index_id": index_id(cfg),
+                             "groups": [g.as_dict() for g in groups], "rows": len(rows),
+                             "tokens": sum(len(r) for r in rows), "status": "running", "started": time.time()})
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    batches = make_batches(rows, cfg.batch_size, pad)
+    scanner = Scanner(lm, cfg, groups, sum(len(r) for r in rows), sae=sae)
+    start = 0
+    spath = state_path(path)
+    if spath.is_file():
+        start = scanner.load(torch.load(spath, map_location="cpu", weights_only=False))
+
+    def checkpoint(done: int) -> None:
+        tmp = spath.with_suffix(".tmp")
+        torch.save(scanner.state(done), tmp)
+        tmp.replace(spath)
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO batches VALUES (?, ?)", [(i, time.time()) for i in range(done)])
+
+    status = run_scan(scanner, batches, start, checkpoint, progress, should_stop, checkpoint_every_s)
+    if status == "stopped":
+        _set_meta(conn, {"status": "stopped"})
+        conn.close()
+        return path
+    write_units(conn, scanner, groups, cfg)
+    with conn:
+        conn.executemany("INSERT OR REPLACE INTO batches VALUES (?, ?)", [(i, time.time()) for i in range(len(batches))])
+    _set_meta(conn, {"status": "complete", "finished": time.time(), "n_sampled": scanner.n_sampled})
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    spath.unlink(missing_ok=True)
+    return path
+
+
+def _set_meta(conn: Any, values: dict[str, Any]) -> None:
+    with conn:
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
+
+
+def write_units(conn: Any, scanner: Scanner, groups: list[Group], cfg: IndexConfig) -> None:
+    """Turn the running state into the ``units``, ``snippets``, ``token_units`` and ``samples`` tables."""
+    for g in groups:
+        st = scanner.states[g.name]
+        hi = st.top_vals[0].cpu()
+        lo = st.lo.cpu()
+        qs = quantiles_from_hist(st.counts.cpu(), lo, hi).tolist()
+        n = max(st.n_tokens, 1)
+        mean = (st.total.cpu() / n).tolist()
+        frac = (st.n_pos.cpu().double() / n).tolist()
+        tops = top_token_counts(st.tok_ids.cpu(), st.tok_vals.cpu())
+        hi_l, lo_l = hi.tolist(), lo.tolist()
+        unit_rows = [(g.name, u, hi_l[u], lo_l[u], mean[u], frac[u], json.dumps([round(x, 5) for x in qs[u]]),
+                      json.dumps(tops[u])) for u in range(g.width)]
+        vals, rows, pos = st.top_vals.cpu().numpy(), st.top_row.cpu().numpy(), st.top_pos.cpu().numpy()
+        wins = st.top_win.cpu().numpy().astype(np.float16)
+        snippet_rows = [(g.name, u, r, int(rows[r, u]), int(pos[r, u]), float(vals[r, u]), wins[r, u].tobytes())
+                        for u in range(g.width) for r in range(vals.shape[0]) if rows[r, u] >= 0]
+        token_rows = [(t[0], g.name, u, t[1], t[2]) for u in range(g.width) for t in tops[u]]
+        sample = st.sample[: max(scanner.n_sampled, 1)].cpu().numpy().astype(np.float16)
+        with conn:
+            conn.execute("DELETE FROM units WHERE grp=?", (g.name,))
+            conn.execute("DELETE FROM snippets WHERE grp=?", (g.name,))
+            conn.execute("DELETE FROM token_units WHERE grp=?", (g.name,))
+            conn.executemany("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?)", unit_rows)
+            conn.executemany("INSERT INTO snippets VALUES (?, ?, ?, ?, ?, ?, ?)", snippet_rows)
+            conn.executemany("INSERT INTO token_units VALUES (?, ?, ?, ?, ?)", token_rows)
+            conn.execute("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
+                         (g.name, sample.shape[0], g.width, sample.tobytes()))
+
+
+# ---- finding and opening indexes -------------------------------------------------------------------
+_open: dict[str, NeuronIndex] = {}
+_open_lock = threading.Lock()
+
+
+def list_indexes(runtime: Runtime | None = None, model_id: str | None = None) -> list[dict[str, Any]]:
+    """Summaries of the index files in the cache dir (biggest complete ones first)."""
+    runtime = runtime or get_runtime()
+    out = []
+    for path in sorted(index_dir(runtime).glob("*.sqlite")):
+        try:
+            conn = connect(path)
+            meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+            conn.close()
+        except Exception:  # noqa: BLE001 - a broken file is skipped, not fatal
+            continue
+        if "config" not in meta or (model_id and meta["config"]["model_id"] != model_id):
+            continue
+        cfg = meta["config"]
+        out.append({"index_id": meta.get("index_id"), "model_id": cfg["model_id"], "corpus": cfg["corpus"],
+                    "tokens": meta.get("tokens", 0), "status": meta.get("status"), "sae": cfg.get("sae"),
+                    "top_k": cfg["top_k"], "n_layers": sum(1 for g in meta.get("groups", []) if g["kind"] == "mlp"),
+                    "path": str(path), "mtime": path.stat().st_mtime})
+    out.sort(key=lambda m: (m["status"] != "complete", -m["n_layers"], -m["tokens"], -m["mtime"]))
+    return out
+
+
+def open_index(model_id: str, index: str | None = None, runtime: Runtime | None = None) -> NeuronIndex:
+    """The chosen (or best complete) index of a model, opened once per process."""
+    runtime = runtime or get_runtime()
+    if not runtime.registry.allowed(model_id):
+        raise NotFound(f"Unknown model '{model_id}' (configured: {', '.join(runtime.settings.models)}).")
+    found = [m for m in list_indexes(runtime, model_id) if m["status"] == "complete"]
+    if index:
+        found = [m for m in found if m["index_id"] == index]
+        if not found:
+            raise NotFound(f"No complete neuron index '{index}' for model '{model_id}'.")
+    if not found:
+        raise NotFound(f"No neuron index for model '{model_id}' yet: build one in the page's 'Build index' tab "
+                       f"or with `{BUILD_COMMAND.replace('MODEL', model_id)}`.")
+    path = found[0]["path"]
+    with _open_lock:
+        cached = _open.get(path)
+        if cached is None or cached.path.stat().st_mtime_ns != getattr(cached, "mtime_ns", None):
+            lm = runtime.model(model_id)
+            cached = NeuronIndex(path, decode=token_decoder(lm))
+            cached.mtime_ns = cached.path.stat().st_mtime_ns  # type: ignore[attr-defined]
+            _open[path] = cached
+        return cached
+
+
+def token_decoder(lm: LoadedModel) -> Callable[[list[int]], list[str]]:
+    cache: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def decode(ids: list[int]) -> list[str]:
+        out = []
+        for i in ids:
+            with lock:
+                s = cache.get(i)
+            if s is None:
+                s = lm.tokenizer.decode([i])
+                with lock:
+                    cache[i] = s
+            out.append(s)
+        return out
+
+    return decode
+
+
+def token_ids_for(lm: LoadedModel, token: str) -> list[int]:
+    """Vocabulary ids a search string can mean: itself and with a leading space, when each is one token."""
+    if not token or not token.strip() and token != " ":
+        raise InputError("The token to search is empty.")
+    if len(token) > 100:
+        raise InputError("The token to search is longer than 100 characters.")
+    out = []
+    for variant in dict.fromkeys([token, " " + token.lstrip(), token.strip()]):
+        ids = lm.tokenizer(variant, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            out.append(int(ids[0]))
+    if not out:
+        ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
+        out = [int(i) for i in ids[:4]]
+    return list(dict.fromkeys(out))
+
+
+# ---- logit effects ----------------------------------------------------------------------------------
+def logit_effects(lm: LoadedModel, direction: torch.Tensor, k: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """Top/bottom tokens of ``direction`` [d_model] read through the final norm's gain and the unembedding
+    (the direct path of a neuron's output weight row, as Neuroscope shows it; norm scale ignored)."""
+    from analysis.sites import arch_for, get_module
+
+    spec = arch_for(lm.model)
+    vec = direction.float().to(lm.device)
+    norm = get_module(lm.model, spec.final_norm) if spec.final_norm else None
+    weight = getattr(norm, "weight", None) if norm is not None else None
+    if weight is not None:
+        gain = weight.float() + (1.0 if lm.info.arch.startswith("gemma") else 0.0)  # Gemma norms use (1 + w)
+        vec = vec * gain
+    unembed = lm.model.get_output_embeddings()
+    if unembed is None:
+        raise InputError(f"Model '{lm.model_id}' has no unembedding: logit effects need a causal LM.")
+    logits = unembed.weight.float() @ vec
+    top = torch.topk(logits, k)
+    bottom = torch.topk(-logits, k)
+    decode = token_decoder(lm)
+    return {
+        "positive": [{"token": s, "token_id": int(i), "logit": float(v)}
+                     for s, i, v in zip(decode(top.indices.tolist()), top.indices.tolist(), top.values.tolist(), strict=True)],
+        "negative": [{"token": s, "token_id": int(i), "logit": -float(v)}
+                     for s, i, v in zip(decode(bottom.indices.tolist()), bottom.indices.tolist(), bottom.values.tolist(), strict=True)],
+    }
+
+
+def neuron_direction(lm: LoadedModel, layer: int, neuron: int) -> torch.Tensor:
+    """The neuron's output weights (W_out row): the column ``neuron`` of the MLP's down projection."""
+    from analysis.sites import arch_for, base_model_root, get_module
+
+    if not 0 <= layer < lm.info.n_layers:
+        raise NotFound(f"Layer {layer} does not exist: the model has layers 0..{lm.info.n_layers - 1}.")
+    if not 0 <= neuron < lm.info.d_mlp:
+        raise NotFound(f"Neuron {neuron} does not exist: layer {layer} has neurons 0..{lm.info.d_mlp - 1}.")
+    spec = arch_for(lm.model)
+    block = get_module(base_model_root(lm.model, spec), spec.layers)[layer]
+    down = get_module(block, spec.mlp_down)
+    weight = down.weight  # Linear: [d_model, d_mlp]; GPT-2 Conv1D: [d_mlp, d_model]
+    return weight[neuron].detach() if type(down).__name__ == "Conv1D" else weight[:, neuron].detach()
+
+
+def neuron_logits(lm: LoadedModel, layer: int, neuron: int, k: int = 10) -> dict[str, list[dict[str, Any]]]:
+    return logit_effects(lm, neuron_direction(lm, layer, neuron), k)
+
+
+QUANTILE_LABELS = [str(q) for q in QUANTILES]
+
+
+# ---- CLI ---------------------------------------------------------------------------------------------
+def _parse_layers(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out += list(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.neurons", description="Neuron index tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="scan a corpus and build (or resume) a neuron index")
+    b.add_argument("--model", default=None, help="model id (default: the configured default model)")
+    b.add_argument("--corpus", default="training", help="'training', a sample source (prose, code, ...) or a .txt/.jsonl file")
+    b.add_argument("--tokens", type=int, default=20_000, help="tokens to scan")
+    b.add_argument("--seq-len", type=int, default=64)
+    b.add_argument("--batch-size", type=int, default=16)
+    b.add_argument("--top-k", type=int, default=20)
+    b.add_argument("--layers", default=None, help="e.g. 0-5,12 (default: every layer)")
+    b.add_argument("--sae", default=None, help="also index the features of this SAE (see the Features page)")
+    sub.add_parser("list", help="list the indexes in the cache dir")
+    args = parser.parse_args(argv)
+    runtime = get_runtime()
+    if args.command == "list":
+        for m in list_indexes(runtime):
+            print(f"{m['index_id']}  {m['status']:9s} {m['model_id']}  corpus={m['corpus']} tokens={m['tokens']:,} "
+                  f"layers={m['n_layers']} sae={m['sae']}  {m['path']}")
+        return 0
+    from tqdm.auto import tqdm
+
+    cfg = IndexConfig(model_id=args.model or runtime.settings.default_model, corpus=args.corpus, n_tokens=args.tokens,
+                      seq_len=args.seq_len, top_k=args.top_k, layers=_parse_layers(args.layers), sae=args.sae,
+                      batch_size=args.batch_size)
+    bar = tqdm(total=None, unit="batch", desc="neuron index")
+
+    def report(p: BuildProgress) -> None:
+        bar.total = p.total
+        bar.n = p.done
+        bar.set_postfix(tok_s=f"{p.tokens_per_s:,.0f}", eta=f"{p.eta_s or 0:,.0f}s")
+        bar.refresh()
+
+    try:
+        path = build_index(cfg, runtime, progress=report)
+    except GlassboxError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    print(f"index: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

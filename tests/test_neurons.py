@@ -1,0 +1,250 @@
+"""Neuron index values against a direct forward pass, similarity symmetry, resume, graph, explanations."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.capture import capture
+from analysis.neurons import build_index, neuron_logits, open_index, token_decoder
+from analysis.neurons_build import QUANTILES
+from analysis.neurons_store import NeuronIndex, NotFound
+from tests.neurons_helpers import ensure_index, index_config
+
+LAYERS = [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def index(runtime, smollm2) -> NeuronIndex:
+    path = ensure_index(runtime)
+    return NeuronIndex(path, token_decoder(smollm2))
+
+
+@pytest.fixture(scope="module")
+def direct(index, smollm2) -> dict:
+    """Every row of the index run on its own (no batching, no padding): [rows, T, d_mlp] per layer."""
+    rows = [index.row_ids(i) for i in range(index.meta["rows"])]
+    sites = [f"blocks.{layer}.mlp.hook_post" for layer in LAYERS]
+    acts = {layer: [] for layer in LAYERS}
+    for ids in rows:
+        cap = capture(smollm2, torch.tensor([ids]), sites, logits=False, stop_early=True)
+        for layer in LAYERS:
+            acts[layer].append(cap.acts[f"blocks.{layer}.mlp.hook_post"][0].float())
+    return {"rows": rows, "acts": acts}
+
+
+def test_stored_max_equals_recomputed_activation(index, direct):
+    for layer in LAYERS:
+        per_row = direct["acts"][layer]
+        corpus_max = torch.stack([a.max(0).values for a in per_row]).max(0).values  # [d_mlp]
+        stored = torch.tensor([r["max_act"] for r in index.ranked(layer, "max", 5000)])
+        order = [r["unit"] for r in index.ranked(layer, "max", 5000)]
+        # every unit's stored max is the true corpus max
+        assert torch.allclose(stored, corpus_max[order], rtol=1e-3, atol=1e-3)
+        for unit in (0, 17, order[0], order[-1]):
+            rec = index.unit(layer, unit)
+            top = rec.snippets[0]
+            assert top.act == pytest.approx(float(per_row[top.row_id][top.pos, unit]), rel=1e-3, abs=1e-3)
+            # the window's per-token activations are the recomputed ones (fp16 storage)
+            want = per_row[top.row_id][top.start : top.start + len(top.acts), unit]
+            assert np.allclose(np.array(top.acts, dtype=np.float32), want.numpy(), rtol=1e-2, atol=1e-2)
+            assert top.tokens == index.decode(direct["rows"][top.row_id][top.start : top.start + len(top.acts)])
+            # top-k rows = the k rows with the highest row max, in order
+            row_max = torch.stack([a[:, unit].max() for a in per_row])
+            best = torch.topk(row_max, len(rec.snippets)).values
+            assert np.allclose([s.act for s in rec.snippets], best.numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_quantiles_mean_density_and_top_tokens(index, direct):
+    layer = 2
+    flat = torch.cat(direct["acts"][layer])  # [N, d_mlp]
+    ids = torch.tensor([t for row in direct["rows"] for t in row])
+    for unit in (3, 100, 1000):
+        rec = index.unit(layer, unit)
+        col = flat[:, unit]
+        assert rec.mean_act == pytest.approx(float(col.mean()), abs=1e-4)
+        assert rec.frac_pos == pytest.approx(float((col > 0).float().mean()), abs=1e-6)
+        assert rec.min_act == pytest.approx(float(col.min()), abs=1e-4)
+        for q in (0.1, 0.5, 0.9, 0.99):
+            exact = float(torch.quantile(col, q))
+            spread = float(col.max() - col.min())
+            assert rec.quantiles[str(q)] == pytest.approx(exact, abs=0.06 * abs(exact) + 0.02 * spread + 1e-3)
+        m = index.meta["config"]["top_tokens_k"]
+        top_pos = torch.topk(col, m).indices
+        counts: dict[int, int] = {}
+        for t in ids[top_pos].tolist():
+            counts[t] = counts.get(t, 0) + 1
+        first = rec.top_tokens[0]
+        assert first["count"] == max(counts.values())
+        assert counts[first["token_id"]] == first["count"]
+    assert set(rec.quantiles) == {str(q) for q in QUANTILES}
+
+
+def test_similarity_is_symmetric(index):
+    pairs = [((0, 5), (3, 9)), ((1, 100), (1, 200)), ((2, 7), (0, 7))]
+    for a, b in pairs:
+        ab, ba = index.similarity(a, b), index.similarity(b, a)
+        assert ab["cosine"] == pytest.approx(ba["cosine"], abs=1e-6)
+        assert ab["jaccard"] == ba["jaccard"]
+    assert index.similarity((2, 7), (2, 7))["cosine"] == pytest.approx(1.0, abs=1e-5)
+    sims = index.similar(1, 100, 5)
+    assert len(sims) == 5 and all(s["unit"] != 100 or s["layer"] != 1 for s in sims)
+    assert [s["similarity"] for s in sims] == sorted([s["similarity"] for s in sims], reverse=True)
+    for s in sims:  # the listed score is the pairwise one, both ways
+        back = index.similarity((s["layer"], s["unit"]), (1, 100))["cosine"]
+        assert back == pytest.approx(s["similarity"], abs=1e-5)
+    for s in index.similar(1, 100, 5, "jaccard"):
+        assert index.similarity((s["layer"], s["unit"]), (1, 100))["jaccard"] == pytest.approx(s["similarity"])
+
+
+def test_unknown_layer_and_neuron(index):
+    with pytest.raises(NotFound, match="0..3"):
+        index.unit(7, 0)
+    with pytest.raises(NotFound, match="0..1535"):
+        index.unit(1, 1536)
+
+
+def test_resume_gives_the_same_index(runtime, index, tmp_path):
+    path = tmp_path / "resume.sqlite"
+    calls = {"n": 0}
+
+    def stop_after_one() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    build_index(index_config(), runtime, should_stop=stop_after_one, path=path)
+    half = NeuronIndex(path)
+    assert half.meta["status"] == "stopped" and not half.complete
+    assert half._query("SELECT COUNT(*) FROM batches")[0][0] == 1
+    half.close()
+    build_index(index_config(), runtime, path=path)
+    again = NeuronIndex(path)
+    assert again.complete
+    for table, cols in (("units", "grp, unit, max_act, min_act, mean_act, frac_pos, top_tokens"),
+                        ("snippets", "grp, unit, rank, row_id, pos, act")):
+        a = again._query(f"SELECT {cols} FROM {table} ORDER BY grp, unit" + (", rank" if table == "snippets" else ""))
+        b = index._query(f"SELECT {cols} FROM {table} ORDER BY grp, unit" + (", rank" if table == "snippets" else ""))
+        assert len(a) == len(b)
+        for ra, rb in zip(a, b, strict=True):
+            assert ra[:2] == rb[:2]
+            assert np.allclose([x for x in ra[2:] if isinstance(x, float)], [x for x in rb[2:] if isinstance(x, float)],
+                               atol=1e-4)
+
+
+def test_search_by_token(index):
+    rec = index.unit(3, 11)
+    tid = rec.top_tokens[0]["token_id"]
+    found = index.units_for_tokens([tid], limit=5000)
+    assert any(r["layer"] == 3 and r["unit"] == 11 for r in found)
+    assert all(r["token_id"] == tid for r in found)
+    counts = [r["count"] for r in found]
+    assert counts == sorted(counts, reverse=True)
+
+
+def test_logit_effects_match_manual(smollm2):
+    out = neuron_logits(smollm2, 2, 42, k=5)
+    model = smollm2.model
+    w = model.model.layers[2].mlp.down_proj.weight[:, 42].float() * model.model.norm.weight.float()
+    logits = model.lm_head.weight.float() @ w
+    assert [t["token_id"] for t in out["positive"]] == torch.topk(logits, 5).indices.tolist()
+    assert [t["token_id"] for t in out["negative"]] == torch.topk(-logits, 5).indices.tolist()
+    assert out["positive"][0]["logit"] == pytest.approx(float(logits.max()), rel=1e-4)
+
+
+def test_pattern_graph_reproduces_pruned_activation(runtime, index, smollm2):
+    from analysis.neurons import special_prefix
+    from analysis.neurons_graph import neuron_graph, unit_activations
+
+    layer, unit = 3, index.ranked(3, "max", 1)[0]["unit"]
+    snippets = index.snippets(layer, unit, 3)
+    rows = {s.row_id: index.row_ids(s.row_id) for s in snippets}
+    data = neuron_graph(smollm2, f"blocks.{layer}.mlp.hook_post", unit, snippets, rows, special_prefix(smollm2.tokenizer))
+    assert data["patterns"], "positive snippets give patterns"
+    for p, s in zip(data["patterns"], snippets, strict=False):
+        ctx = rows[s.row_id][s.pos - p["context_len"] + 1 : s.pos + 1]
+        again = unit_activations(smollm2, f"blocks.{layer}.mlp.hook_post", unit, [ctx])[0]
+        assert again == pytest.approx(p["pruned_act"], rel=1e-3, abs=1e-3)  # batched == single
+        assert p["pruned_act"] >= 0.5 * p["act"] or p["context_len"] == min(24, s.pos + 1)
+        assert p["tokens"][-1] == index.decode([rows[s.row_id][s.pos]])[0]
+    roots = {n["token"] for n in data["graph"]["nodes"] if n["depth"] == 0}
+    assert roots == {p["tokens"][-1] for p in data["patterns"]}
+
+
+class _FakeLLM(BaseHTTPRequestHandler):
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeLLM.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        payload = json.dumps({"choices": [{"message": {"content": " Fires on list separators. "}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):  # quiet
+        pass
+
+
+def test_explanations_summary_and_llm_request(index, settings):
+    from analysis.neurons_explain import llm_explanation, summary_text
+
+    rec = index.unit(2, 5)
+    text = summary_text(rec)
+    assert rec.top_tokens[0]["token"].strip() in text and f"{rec.max_act:.3g}" in text
+    assert llm_explanation(settings, rec) is None  # off by default
+    server = HTTPServer(("127.0.0.1", 0), _FakeLLM)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = settings.replace(openai_base_url=f"http://127.0.0.1:{server.server_port}/v1", openai_api_key="k123",
+                               openai_model="tiny-model")
+        assert llm_explanation(cfg, rec) == "Fires on list separators."
+    finally:
+        server.shutdown()
+    seen = _FakeLLM.seen[-1]
+    assert seen["path"] == "/v1/chat/completions" and seen["auth"] == "Bearer k123"
+    assert seen["body"]["model"] == "tiny-model"
+    user = seen["body"]["messages"][1]["content"]
+    assert "<<" in user and f"{rec.snippets[0].act:.2f}" in user
+
+
+def test_callbacks_render_a_neuron(runtime, index):
+    from callbacks.neurons import compare, ranked_options, search, show_neuron
+    from components.neurons_view import neuron_href
+
+    model = index.model_id
+    open_index(model, index.index_id, runtime)
+    out = show_neuron(model, "2", 5, False)
+    assert out[-1] is False, out[-2]
+    assert "Layer 2" in out[0]
+    snippets = out[3]
+    assert len(snippets.children) == len(index.snippets(2, 5))
+    whole = show_neuron(model, "2", 5, True)
+    assert whole[-1] is False
+    opts = ranked_options(model, "2", "range")
+    assert opts and isinstance(opts[0]["value"], int)
+    res = search(1, None, "the", model)
+    assert "/neurons?" in str(res) or "No neuron" in str(res)
+    cmp_view, fig = compare(model, "2", 5, "3", 9)
+    assert "cosine" in str(cmp_view)
+    bad = show_neuron(model, "2", 99999, False)
+    assert bad[-1] is True and "0..1535" in bad[-2]
+    assert neuron_href(model, 2, 5).startswith("/neurons?model=")
+
+
+def test_whole_rows_match_the_window(runtime, index):
+    from analysis.neurons_views import whole_rows
+
+    opened = open_index(index.model_id, index.index_id, runtime)
+    rows = whole_rows(index.model_id, 1, 33, opened.index_id, runtime=runtime)
+    snippets = index.snippets(1, 33)
+    for row, s in zip(rows, snippets, strict=True):
+        assert row["acts"][s.pos] == pytest.approx(s.act, rel=1e-3, abs=1e-3)
+        assert row["tokens"][s.start : s.start + len(s.tokens)] == s.tokens
