@@ -68,7 +68,7 @@ def main() -> None:
         args = [tool, "hook_resid_post", layer, head, mean, "from", rope, "tokens", 7, "none"]
         t0 = time.perf_counter()
         paint = cb.paint(meta, sel, *args, *states)
-        panel = cb.panel(meta, sel, tab, "hook_resid_post", layer, "none", 7, *states)
+        panel = cb.panel(meta, sel, tab, "hook_resid_post", layer, "none", 7, "", *states)
         dt = time.perf_counter() - t0
         assert paint[4] is False, paint[3]
         return dt, len(to_json([paint[:3], panel]).encode())

@@ -9,7 +9,6 @@ visibility, token clicks and keyboard shortcuts are handled in the browser (asse
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, no_update
@@ -58,7 +57,7 @@ register_picker_callbacks(PAGE)
 DEFAULT_STATE: dict[str, Any] = {
     "tool": "predictions", "kind": "hook_resid_post", "layer": 0, "head": 0, "direction": "from",
     "rope": "full", "multiply": 1, "sim": "tokens", "dim": 0, "norm": "none", "opacity": 0.8,
-    "newlines": True, "s": 0, "t": 0, "tab": "token",
+    "newlines": True, "s": 0, "t": 0, "tab": "token", "highlight": "",
 }
 
 
@@ -88,14 +87,24 @@ def initial_state(query: dict[str, str]) -> dict[str, Any]:
     s["head"] = None if query.get("head") == "mean" else max(0, _int(query.get("head"), 0) or 0)
     s["multiply"] = max(1, _int(query.get("mul"), 1) or 1)
     s["newlines"] = query.get("nl", "1") != "0"
+    s["highlight"] = query.get("hl", "")[:200]
     return s
+
+
+def parse_dims(text: str | None, width: int) -> list[int]:
+    """'12, 305 7' -> [12, 305, 7]; a bad entry or one outside 0..width-1 is a clear error."""
+    dims = []
+    for part in (text or "").replace(",", " ").split():
+        if not part.isdigit() or int(part) >= width:
+            raise InputError(f"Highlighted dimension '{part}' is not a whole number in 0..{width - 1}.")
+        dims.append(int(part))
+    return dims[:64]
 
 
 # ---- model + texts -> runs ----------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=256)
 def _n_tokens(model_id: str, text: str) -> int:
-    return len(get_runtime().model(model_id).tokenizer(text)["input_ids"])
+    return len(get_runtime().tokens(model_id, text))
 
 
 _specs: dict[str, AttnSpec] = {}
@@ -240,7 +249,7 @@ def paint(meta: dict | None, sel: dict | None, *args: Any) -> tuple:
 
 
 def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any, norm: str, dim: Any,
-                  model_id: str, samples: Any, user_text: str | None) -> list:
+                  highlight: str | None, model_id: str, samples: Any, user_text: str | None) -> list:
     """Children of the visible tab only (the hidden tabs send nothing)."""
     if tab == "keys":
         return [shortcuts_help()]
@@ -264,10 +273,12 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
         return [header, graph(fig, "tokens-hist", "tokens-histogram", 300),
                 outlier_list(hist["outlier_dims"], hist["outlier_values"])]
     dens = density(x, req.pos)
+    chosen = parse_dims(highlight, x.shape[1])
     fig = density_figure({"value_edges": dens.value_edges, "counts": dens.counts,
                           "selected_values": dens.selected_values, "median_values": dens.median_values,
-                          "highlighted": dens.highlighted}, dim_i,
-                         f"Scatter · {where} · all {run.n_tokens} tokens (density), selected token blue")
+                          "highlighted": dens.highlighted, "chosen": chosen}, dim_i,
+                         f"Scatter · {where} · all {run.n_tokens} tokens (density; y shows the 0.1–99.9% range, "
+                         "double-click for all)")
     return [header, graph(fig, "tokens-scatter", "tokens-scatter", 340)]
 
 
@@ -280,6 +291,7 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
     Input("tokens-layer", "value"),
     Input("tokens-norm", "value"),
     Input("tokens-dim", "value"),
+    Input("tokens-highlight", "value"),
     *TEXT_STATES,
 )
 def panel(meta: dict | None, sel: dict | None, tab: str, *args: Any) -> list:
@@ -348,15 +360,16 @@ def copy_sample(_n: int, samples: Any, user_text: str | None) -> str:
     Output({"type": "url-state", "page": PAGE}, "data"),
     Input("tokens-model", "value"), Input("tokens-sample", "value"), *VIEW_INPUTS,
     Input("tokens-multiply", "value"), Input("tokens-newlines", "value"), Input("tokens-tabs", "active_tab"),
+    Input("tokens-highlight", "value"),
 )
 def url_state(model_id: str, samples: Any, sel: dict | None, tool: str, kind: str, layer: Any, head: Any,
               mean: bool, direction: str, rope: str, sim: str, dim: Any, norm: str, multiply: Any,
-              newlines: bool, tab: str) -> dict[str, Any]:
+              newlines: bool, tab: str, highlight: str | None) -> dict[str, Any]:
     sel = sel or {}
     items = samples if isinstance(samples, list) else [samples]
     return {"model": model_id, "sample": ",".join(i for i in items if i), "tool": tool, "site": kind,
             "layer": layer, "head": "mean" if mean else head, "dir": direction, "rope": rope, "sim": sim,
-            "dim": dim, "norm": norm, "mul": multiply, "nl": "1" if newlines else "0", "tab": tab,
+            "dim": dim, "norm": norm, "mul": multiply, "nl": "1" if newlines else "0", "tab": tab, "hl": highlight,
             "s": sel.get("s", 0), "t": sel.get("i", 0)}
 
 

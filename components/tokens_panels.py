@@ -113,11 +113,17 @@ def density_figure(dens: dict[str, Any], dim: int | None, title: str) -> go.Figu
         sel = np.asarray(dens["selected_values"])
         fig.add_scatter(x=hi, y=sel[hi].tolist(), mode="markers", name="outlier dims",
                         marker=dict(size=10, color="rgba(0,0,0,0)", line=dict(color=OUTLIER_COLOUR, width=2)))
+    chosen = dens.get("chosen") or []
+    if chosen:
+        sel = np.asarray(dens["selected_values"])
+        fig.add_scatter(x=chosen, y=sel[chosen].tolist(), mode="markers+text", name="highlighted dims",
+                        text=[str(c) for c in chosen], textposition="top center",
+                        marker=dict(size=11, symbol="diamond-open", color="#2ca02c", line=dict(width=2)))
     if dim is not None and 0 <= dim < d:
         fig.add_vline(x=dim, line=dict(color="black", dash="dot"))
     pad = 0.08 * (edges[-1] - edges[0])
     fig.update_yaxes(range=[float(edges[0] - pad), float(edges[-1] + pad)])  # autoscale (double-click) shows all
-    fig.update_layout(height=340, xaxis_title="dimension", yaxis_title="value (0.1–99.9% range; double-click for all)",
+    fig.update_layout(height=340, xaxis_title="dimension", yaxis_title="value",
                       legend=dict(orientation="h", y=-0.22), margin=dict(t=40, b=40))
     return themed(fig, title)
 

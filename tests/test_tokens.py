@@ -203,7 +203,7 @@ def test_no_model_rerun_on_interactions(cb, loaded):
                     assert out[4] is False or (layer == 0 and sim == "prev_layer"), out[3]
     for tab in ("token", "hist", "scatter", "keys"):
         for kind in T.SITE_KINDS:
-            cb.panel(meta, {"s": 0, "i": 2}, tab, kind, 12, "normalized", 3, *STATES)
+            cb.panel(meta, {"s": 0, "i": 2}, tab, kind, 12, "normalized", 3, "1, 40", *STATES)
     cb.vector_file(meta, {"s": 0, "i": 2}, "npy", "mlp.hook_post", 4, "none", *STATES)
     assert cb.load_samples(*STATES)[5] is False  # re-opening the same text: cached
     assert lm.forward_count == before
@@ -221,7 +221,7 @@ def test_paint_values_and_payload(cb, loaded):
     # a token/layer change sends only the values and the visible panel
     changed = cb.paint(meta, {"s": 0, "i": 7}, "attention", "hook_resid_post", 4, 0, False, "from", "full",
                        "tokens", 0, "none", *STATES)
-    panel = cb.panel(meta, {"s": 0, "i": 7}, "token", "hook_resid_post", 4, "none", 0, *STATES)
+    panel = cb.panel(meta, {"s": 0, "i": 7}, "token", "hook_resid_post", 4, "none", 0, "", *STATES)
     size = len(to_json([changed[:3], panel]).encode())  # what Dash sends
     assert 0 < size < 300_000
     assert changed[0]["values"][0][8] is None and changed[0]["values"][0][0] is not None
@@ -270,6 +270,8 @@ def test_bad_input_messages(cb, loaded):
     bad_dim = cb.paint(meta, {"s": 0, "i": 1}, "dimension", "hook_resid_post", 3, 0, False, "from", "full",
                        "tokens", 9999, "none", *STATES)
     assert "0..575" in bad_dim[3]
+    bad_hl = cb.panel(meta, {"s": 0, "i": 1}, "scatter", "hook_resid_post", 3, "none", 0, "5, 900", *STATES)
+    assert "'900' is not a whole number in 0..575" in str(bad_hl)
     # the page keeps working afterwards
     assert cb.paint(meta, {"s": 0, "i": 1}, *ARGS, *STATES)[4] is False
 

@@ -19,7 +19,7 @@ def _legend(page) -> str:
 
 def test_tokens_select_token_and_change_layer(page, server_url, runtime):
     sample = _short_sample(runtime)
-    page.goto(f"{server_url}/tokens?sample={sample}&tool=attention&layer=2&head=3&mul=8&dim=100")
+    page.goto(f"{server_url}/tokens?sample={sample}&tool=attention&layer=2&head=3&mul=8&dim=100&hl=42")
     page.wait_for_selector("#tokens-strips .gb-tok", timeout=120_000)
     # painted: chips got a colour and a tooltip with index and value
     page.wait_for_function("document.querySelector('#tokens-strips .gb-tok[data-i=\"0\"]').title.includes('attention')")
@@ -37,25 +37,32 @@ def test_tokens_select_token_and_change_layer(page, server_url, runtime):
     page.keyboard.press("ArrowUp")  # global shortcut: next layer
     page.wait_for_function("document.querySelector('#tokens-legend').innerText.includes('L3 head 3')")
     assert page.input_value("#tokens-layer") == "3"
-    assert "layer=3" in page.url and "t=12" in page.url
+    page.wait_for_function("location.search.includes('layer=3') && location.search.includes('t=12')")
     title_after = page.locator('#tokens-strips .gb-tok[data-i="5"]').get_attribute("title")
     assert title_after.startswith("#5 · attention from token 12, L3 head 3") and title_after != title_before
 
     page.keyboard.press("ArrowRight")  # next token
     page.wait_for_function("document.querySelector('#tokens-legend').innerText.includes('token 13')")
 
-    page.click("text=Selected token")
+    page.click("#tokens-tabs >> text=Selected token")
     page.wait_for_selector("#tokens-predictions")
     assert "Top-5 next-token predictions" in page.inner_text("#tokens-panel")
-    page.click("text=Histogram")
+    page.click("#tokens-tabs >> text=Histogram")
     page.wait_for_selector("#tokens-hist .main-svg")
     assert "outlier" in page.inner_text("#tokens-panel")
     screenshot(page, "tokens-histogram")
-    page.click("text=Scatter")
+    page.click("#tokens-tabs >> text=Scatter")
     page.wait_for_selector("#tokens-scatter .main-svg")
     screenshot(page, "tokens-scatter")
-    page.click("text=Selected token")
+    page.click("#tokens-tabs >> text=Selected token")
     page.wait_for_selector("#tokens-predictions")
+    with page.expect_download() as info:  # one click -> the selected token's vector
+        page.click("#tokens-dl-npy")
+    download = info.value
+    assert download.suggested_filename == "hook_resid_post_L3_s0_t13.npy"
+    import numpy as np
+
+    assert np.load(download.path()).shape == (576,)
     screenshot(page, "tokens")
     assert page.js_errors == []
 
