@@ -1,0 +1,318 @@
+"""SAEs from sae-lens attached to our capture sites: loading, hook mapping, encode, quality metrics.
+
+An SAE is named by a *reference* string:
+
+- ``embedded`` — the SAE ``make sae`` trains for the embedded SmolLM2 (``<cache>/saes/smollm2-l15-res``);
+- a local directory in sae-lens format (``cfg.json`` + ``sae_weights.safetensors``);
+- ``release/sae_id`` or ``release:sae_id`` — ``SAE.from_pretrained(release, sae_id)`` (online, e.g.
+  ``gpt2-small-res-jb:blocks.8.hook_resid_pre``).
+
+sae-lens does the loading and the encoding; this module only maps the SAE's ``hook_name`` to one of
+our capture sites (TransformerLens names map to themselves; the HF module paths sae-lens uses when it
+trains on an HF model, e.g. ``model.layers.15``, map to ``blocks.15.hook_resid_post``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis.errors import GlassboxError, InputError
+from analysis.models import LoadedModel
+from analysis.settings import EMBEDDED_LM
+
+EMBEDDED_SAE = "embedded"
+EMBEDDED_SAE_NAME = "smollm2-l15-res"
+EMBEDDED_SAE_LAYER = 15
+META_FILE = "glassbox.json"
+TRAIN_COMMAND = "make sae"
+
+_HF_BLOCK = re.compile(r"^(?:.*\.)?(?:layers|h|layer)\.(\d+)$")
+_HF_SUB = re.compile(r"^(?:.*\.)?(?:layers|h|layer)\.(\d+)\.(mlp|self_attn|attn|attention)$")
+
+
+def embedded_sae_dir(cache_dir: str | Path) -> Path:
+    """Where ``make sae`` saves the embedded SmolLM2 SAE (sae-lens format)."""
+    return Path(cache_dir).expanduser() / "saes" / EMBEDDED_SAE_NAME
+
+
+def embedded_sae_exists(cache_dir: str | Path) -> bool:
+    path = embedded_sae_dir(cache_dir)
+    return (path / "cfg.json").is_file() and (path / "sae_weights.safetensors").is_file()
+
+
+class SAEError(GlassboxError):
+    """The SAE cannot be loaded or does not fit the selected model; the message says why."""
+
+
+def hook_to_site(hook_name: str) -> str:
+    """Our capture site for an SAE ``hook_name`` (TransformerLens name or HF module path)."""
+    if hook_name.startswith("blocks.") or hook_name in ("hook_embed", "ln_final.hook_normalized"):
+        return hook_name
+    match = _HF_BLOCK.match(hook_name)
+    if match:
+        return f"blocks.{int(match.group(1))}.hook_resid_post"
+    match = _HF_SUB.match(hook_name)
+    if match:
+        kind = "hook_mlp_out" if match.group(2) == "mlp" else "hook_attn_out"
+        return f"blocks.{int(match.group(1))}.{kind}"
+    raise SAEError(
+        f"SAE hook '{hook_name}' has no matching capture site: use a TransformerLens hook name "
+        "(blocks.L.hook_resid_post, ...) or an HF block path (model.layers.L)."
+    )
+
+
+@dataclass
+class LoadedSAE:
+    """An sae-lens SAE with what the page needs: its site, model and provenance."""
+
+    ref: str
+    sae: Any  # sae_lens.SAE
+    site: str
+    hook_name: str
+    model_name: str  # as written in the SAE's metadata
+    model_id: str | None  # our model id when known (embedded SAE)
+    d_in: int
+    d_sae: int
+    meta: dict[str, Any]
+    sparsity: torch.Tensor | None  # log10 feature density from training, when saved
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref} ({self.d_sae:,} features at {self.site})"
+
+    @torch.inference_mode()
+    def encode(self, acts: torch.Tensor) -> torch.Tensor:
+        """Feature activations [..., d_sae] (sae-lens ``encode``, float32, on CPU)."""
+        dtype = self.sae.W_enc.dtype
+        return self.sae.encode(acts.to(self.sae.W_enc.device, dtype)).float().cpu()
+
+    @torch.inference_mode()
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.sae.decode(feats.to(self.sae.W_dec.device, self.sae.W_dec.dtype))
+
+    def W_dec(self) -> torch.Tensor:  # noqa: N802 - the field's name
+        return self.sae.W_dec.detach().float().cpu()
+
+    def W_enc(self) -> torch.Tensor:  # noqa: N802
+        return self.sae.W_enc.detach().float().cpu()
+
+
+_cache: dict[tuple[str, str], LoadedSAE] = {}
+_lock = threading.Lock()
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """('embedded'|'dir'|'pretrained', detail)."""
+    ref = (ref or "").strip()
+    if not ref or ref == EMBEDDED_SAE:
+        return EMBEDDED_SAE, None
+    if Path(ref).expanduser().is_dir():
+        return "dir", str(Path(ref).expanduser())
+    if ":" in ref or "/" in ref:
+        return "pretrained", ref
+    raise SAEError(
+        f"SAE '{ref}' is neither a local directory nor 'release:sae_id' (e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre)."
+    )
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta_path = path / META_FILE
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
+def _sparsity(path: Path) -> torch.Tensor | None:
+    file = path / "sparsity.safetensors"
+    if not file.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(file))
+    return next(iter(tensors.values())).float() if tensors else None
+
+
+def load_sae(ref: str, cache_dir: str | Path, device: str | torch.device = "cpu") -> LoadedSAE:
+    """Load (once per process) the SAE named by ``ref``; clear messages for missing or bad SAEs."""
+    key = (ref, str(cache_dir))
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    kind, detail = parse_ref(ref)
+    from sae_lens import SAE
+
+    meta: dict[str, Any] = {}
+    sparsity = None
+    if kind == EMBEDDED_SAE:
+        path = embedded_sae_dir(cache_dir)
+        if not embedded_sae_exists(cache_dir):
+            raise SAEError(
+                f"No SAE for the embedded SmolLM2 yet ({path} is missing). Train one with `{TRAIN_COMMAND}` "
+                "(about 20 minutes on 2 CPU cores), or load an SAE from sae-lens by release:sae_id."
+            )
+        detail = str(path)
+    if kind in (EMBEDDED_SAE, "dir"):
+        path = Path(detail or "")
+        if not (path / "cfg.json").is_file():
+            raise SAEError(f"{path} is not an sae-lens SAE directory (no cfg.json).")
+        try:
+            sae = SAE.load_from_disk(str(path), device=str(device))
+        except Exception as exc:  # noqa: BLE001 - any loader failure becomes a message
+            raise SAEError(f"sae-lens could not load {path}: {exc}") from exc
+        meta = _read_meta(path)
+        sparsity = _sparsity(path)
+    else:
+        sep = ":" if ":" in (detail or "") else "/"
+        release, _, sae_id = (detail or "").partition(sep)  # release names have no '/', sae ids may
+        try:
+            sae = SAE.from_pretrained(release, sae_id, device=str(device))
+        except Exception as exc:  # noqa: BLE001
+            raise SAEError(
+                f"sae-lens could not load release '{release}', sae_id '{sae_id}' ({type(exc).__name__}: {exc}). "
+                "Pretrained SAEs need internet access (or a filled HF cache)."
+            ) from exc
+    sae.eval()
+    cfg_meta = getattr(sae.cfg, "metadata", None)
+    hook_name = getattr(cfg_meta, "hook_name", None) or getattr(sae.cfg, "hook_name", None) or ""
+    model_name = getattr(cfg_meta, "model_name", None) or getattr(sae.cfg, "model_name", None) or ""
+    loaded = LoadedSAE(
+        ref=ref or EMBEDDED_SAE,
+        sae=sae,
+        site=hook_to_site(hook_name),
+        hook_name=hook_name,
+        model_name=str(model_name),
+        model_id=meta.get("model_id") or (EMBEDDED_LM if kind == EMBEDDED_SAE else None),
+        d_in=int(sae.cfg.d_in),
+        d_sae=int(sae.cfg.d_sae),
+        meta=meta,
+        sparsity=sparsity,
+    )
+    with _lock:
+        _cache[key] = loaded
+    return loaded
+
+
+def forget_sae(ref: str, cache_dir: str | Path) -> None:
+    """Drop a cached SAE (after retraining)."""
+    with _lock:
+        _cache.pop((ref, str(cache_dir)), None)
+
+
+def _short(name: str) -> str:
+    return name.rstrip("/").split("/")[-1].lower().replace("_", "-")
+
+
+def check_fit(sae: LoadedSAE, lm: LoadedModel) -> None:
+    """Raise a clear SAEError when the SAE does not fit the model (d_in, layer, or named model)."""
+    d_model = lm.info.d_model
+    if sae.d_in != d_model and not sae.site.endswith(("mlp.hook_post", "mlp.hook_pre")):
+        raise SAEError(
+            f"SAE {sae.ref} reads {sae.d_in}-dimensional activations at {sae.site}, but {lm.model_id} has "
+            f"d_model = {d_model}. Pick the model the SAE was trained on ({sae.model_name or 'unknown'})."
+        )
+    if sae.site.endswith(("mlp.hook_post", "mlp.hook_pre")) and sae.d_in != lm.info.d_mlp:
+        raise SAEError(f"SAE {sae.ref} reads {sae.d_in} MLP neurons but {lm.model_id} has d_mlp = {lm.info.d_mlp}.")
+    match = re.match(r"blocks\.(\d+)\.", sae.site)
+    if match and int(match.group(1)) >= lm.info.n_layers:
+        raise SAEError(f"SAE {sae.ref} hooks layer {match.group(1)}; {lm.model_id} has {lm.info.n_layers} layers.")
+    if sae.model_id is not None and sae.model_id != lm.model_id:
+        raise SAEError(f"SAE {sae.ref} was trained on {sae.model_id}; select that model (selected: {lm.model_id}).")
+    if sae.model_id is None and sae.model_name:
+        ours = _short(lm.model_id)
+        theirs = _short(sae.model_name)
+        if ours and theirs and ours != theirs and theirs not in ours and ours not in theirs:
+            raise SAEError(
+                f"SAE {sae.ref} was trained on '{sae.model_name}', not on {lm.model_id}. "
+                "Select that model (add it to MODELS in config.py)."
+            )
+
+
+def splice_edit(sae: LoadedSAE) -> Any:
+    """A capture ``edits`` function that replaces the site's activation by the SAE reconstruction."""
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        recon = sae.sae.decode(sae.sae.encode(x.to(sae.sae.W_enc.dtype)))
+        return recon.to(x.dtype)
+
+    return edit
+
+
+@dataclass
+class SAEQuality:
+    """Standard SAE metrics on held-out tokens."""
+
+    n_tokens: int
+    l0: float  # mean number of active features per token
+    explained_variance: float  # 1 - SSE / total variance of the activation
+    ce_clean: float
+    ce_spliced: float  # SAE reconstruction in place of the activation
+    ce_zero: float  # activation zero-ablated
+    loss_recovered: float  # (ce_zero - ce_spliced) / (ce_zero - ce_clean)
+    dead_fraction: float  # features that never fired on these tokens
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def _ce(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+@torch.inference_mode()
+def evaluate_sae(lm: LoadedModel, sae: LoadedSAE, batches: list[torch.Tensor]) -> SAEQuality:
+    """L0, explained variance and loss recovered (SAE output spliced in through capture ``edits``)."""
+    from analysis.capture import capture
+
+    n = 0
+    l0_sum = 0.0
+    sse = 0.0
+    tot = 0.0
+    ce = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    n_ce = 0
+    fired = torch.zeros(sae.d_sae, dtype=torch.bool)
+    acts_all = []
+    for ids in batches:
+        clean = capture(lm, ids, [sae.site])
+        x = clean.acts[sae.site].float()
+        feats = sae.encode(x)
+        recon = sae.decode(feats).float().cpu()
+        x = x.cpu()
+        l0_sum += float((feats > 0).sum())
+        fired |= (feats > 0).reshape(-1, sae.d_sae).any(0)
+        sse += float(((recon - x) ** 2).sum())
+        acts_all.append(x.reshape(-1, x.shape[-1]))
+        n += x.shape[0] * x.shape[1]
+        ce["clean"] += float(_ce(clean.logits, ids.to(clean.logits.device)).sum())
+        spliced = capture(lm, ids, [], edits={sae.site: splice_edit(sae)})
+        ce["spliced"] += float(_ce(spliced.logits, ids.to(spliced.logits.device)).sum())
+        zero = capture(lm, ids, [], edits={sae.site: torch.zeros_like})
+        ce["zero"] += float(_ce(zero.logits, ids.to(zero.logits.device)).sum())
+        n_ce += ids.shape[0] * (ids.shape[1] - 1)
+    allx = torch.cat(acts_all)
+    tot = float(((allx - allx.mean(0)) ** 2).sum())
+    c = {k: v / n_ce for k, v in ce.items()}
+    denom = c["zero"] - c["clean"]
+    return SAEQuality(
+        n_tokens=n,
+        l0=l0_sum / n,
+        explained_variance=1.0 - sse / tot,
+        ce_clean=c["clean"],
+        ce_spliced=c["spliced"],
+        ce_zero=c["zero"],
+        loss_recovered=(c["zero"] - c["spliced"]) / denom if denom else float("nan"),
+        dead_fraction=float((~fired).float().mean()),
+    )
+
+
+def check_site_editable(site: str) -> None:
+    from analysis.capture import EDITABLE
+
+    local = site.split(".", 2)[-1] if site.startswith("blocks.") else site
+    if local not in EDITABLE:
+        raise InputError(f"The SAE's site {site} cannot be edited, so steering/splicing is unavailable there.")

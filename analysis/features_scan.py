@@ -1,0 +1,253 @@
+"""Corpus scan: every nonzero feature activation over a token budget, stored sparsely, cached on disk.
+
+One pass: the offline corpus is cut into ``context``-token windows, run in batches with capture
+(stopping after the SAE's layer), encoded with sae-lens, and every nonzero (token, feature, value)
+is kept. Sorted by feature once, each feature's top examples, quantile-bin samples, histogram and
+density are slices of that table. Hand-written (not sae-dashboard) because sae-dashboard needs a
+TransformerLens model; this runs on our HF capture sites.
+
+    python -m analysis.features_scan --sae embedded --tokens 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from analysis.cache import content_key
+from analysis.capture import capture
+from analysis.errors import InputError
+from analysis.features_sae import LoadedSAE, check_fit, load_sae
+from analysis.models import LoadedModel
+
+DEFAULT_TOKENS = 20_000
+MAX_TOKENS = 1_000_000
+CONTEXT = 128
+SCAN_VERSION = 2
+
+
+@dataclass
+class Scan:
+    """Sparse activations sorted by feature: ``feature_ptr[f]:feature_ptr[f+1]`` slices ``pos``/``val``."""
+
+    token_ids: np.ndarray  # [N] int32, all scanned tokens (contexts back to back)
+    context: int
+    feature_ptr: np.ndarray  # [d_sae + 1] int64
+    pos: np.ndarray  # [nnz] int32 global token index
+    val: np.ndarray  # [nnz] float32
+    n_tokens: int
+    seconds: float
+    sae_ref: str
+    model_id: str
+
+    def feature_slice(self, feature: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = int(self.feature_ptr[feature]), int(self.feature_ptr[feature + 1])
+        return self.pos[lo:hi], self.val[lo:hi]
+
+    def density(self) -> np.ndarray:
+        """Fraction of scanned tokens on which each feature fires, [d_sae]."""
+        return np.diff(self.feature_ptr) / max(self.n_tokens, 1)
+
+    def max_acts(self) -> np.ndarray:
+        out = np.zeros(len(self.feature_ptr) - 1, dtype=np.float32)
+        counts = np.diff(self.feature_ptr)
+        nonempty = counts > 0
+        starts = self.feature_ptr[:-1][nonempty]
+        out[nonempty] = np.maximum.reduceat(self.val, starts) if len(self.val) else 0
+        return out
+
+
+def corpus_windows(lm: LoadedModel, texts: list[str], n_tokens: int, context: int = CONTEXT) -> np.ndarray:
+    """[n, context] token windows cut from ``texts``, about ``n_tokens`` in all. Each window starts
+    with BOS when the tokenizer has one (as sae-lens trains: ``prepend_bos``)."""
+    bos = lm.tokenizer.bos_token_id
+    body = context - 1 if bos is not None else context
+    rows: list[list[int]] = []
+    need = max(1, n_tokens // context)
+    for text in texts:
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        for start in range(0, len(ids) - body + 1, body):
+            rows.append(([bos] if bos is not None else []) + ids[start : start + body])
+            if len(rows) >= need:
+                return np.asarray(rows, dtype=np.int32)
+    if not rows:
+        raise InputError(f"The corpus has no text of {context} tokens.")
+    return np.asarray(rows, dtype=np.int32)
+
+
+def scan_corpus(
+    lm: LoadedModel,
+    sae: LoadedSAE,
+    windows: np.ndarray,
+    batch: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> Scan:
+    """Run the windows through the model up to the SAE's site, encode, keep nonzeros sorted by feature."""
+    check_fit(sae, lm)
+    start = time.time()
+    pos_parts: list[np.ndarray] = []
+    feat_parts: list[np.ndarray] = []
+    val_parts: list[np.ndarray] = []
+    n, context = windows.shape
+    total = (n + batch - 1) // batch
+    for b, lo in enumerate(range(0, n, batch)):
+        ids = torch.from_numpy(windows[lo : lo + batch].astype(np.int64))
+        acts = capture(lm, ids, [sae.site], logits=False, stop_early=True).acts[sae.site]
+        feats = sae.encode(acts).clone()
+        feats[:, 0] = 0  # the first position (BOS / attention sink) is not an example: dashboards skip it
+        feats = feats.reshape(-1, sae.d_sae)
+        nz = feats.nonzero(as_tuple=False)
+        pos_parts.append((nz[:, 0] + lo * context).numpy().astype(np.int32))
+        feat_parts.append(nz[:, 1].numpy().astype(np.int32))
+        val_parts.append(feats[nz[:, 0], nz[:, 1]].numpy().astype(np.float32))
+        if progress:
+            progress(b + 1, total)
+    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int32)
+    feat = np.concatenate(feat_parts) if feat_parts else np.zeros(0, np.int32)
+    val = np.concatenate(val_parts) if val_parts else np.zeros(0, np.float32)
+    order = np.argsort(feat, kind="stable")
+    counts = np.bincount(feat, minlength=sae.d_sae)
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return Scan(token_ids=windows.reshape(-1).astype(np.int32), context=context, feature_ptr=ptr,
+                pos=pos[order], val=val[order], n_tokens=int(n * (context - 1)), seconds=time.time() - start,
+                sae_ref=sae.ref, model_id=lm.model_id)
+
+
+def sae_fingerprint(sae: LoadedSAE) -> list:
+    """Identifies the SAE's weights in cache keys (ref alone is not enough after retraining)."""
+    w = sae.W_dec()
+    return [sae.site, sae.d_sae, float(w[:8].sum()), float(w.abs().sum())]
+
+
+def scan_key(model_id: str, sae: LoadedSAE, n_tokens: int) -> str:
+    return content_key("features-scan", SCAN_VERSION, model_id, sae_fingerprint(sae), n_tokens, CONTEXT)
+
+
+def cached_scan(runtime, model_id: str, sae: LoadedSAE, n_tokens: int) -> Scan | None:
+    """The scan from the disk cache, or None (never computes)."""
+    return runtime.disk.get(scan_key(model_id, sae, n_tokens))
+
+
+def get_scan(runtime, model_id: str, sae: LoadedSAE, n_tokens: int = DEFAULT_TOKENS,
+             progress: Callable[[int, int], None] | None = None) -> Scan:
+    """The corpus scan for (model, SAE, budget): from disk, or computed once and stored."""
+    if not 1000 <= n_tokens <= MAX_TOKENS:
+        raise InputError(f"The scan budget must be in [1,000, {MAX_TOKENS:,}] tokens, got {n_tokens:,}.")
+    lm = runtime.model(model_id)
+
+    def compute() -> Scan:
+        texts = runtime.samples.training_text(max(n_tokens * 6, 20_000))
+        return scan_corpus(lm, sae, corpus_windows(lm, texts, n_tokens), progress=progress)
+
+    return runtime.disk.get_or_compute(scan_key(model_id, sae, n_tokens), compute)
+
+
+@dataclass
+class Example:
+    """One snippet: tokens around the activating position, with the feature's value on each token."""
+
+    tokens: list[str]
+    acts: list[float]
+    center: int  # index of the activating token in ``tokens``
+    value: float
+
+
+def _snippet(lm: LoadedModel, scan: Scan, feature_vals: dict[int, float], position: int, value: float,
+             before: int, after: int) -> Example:
+    ctx_start = (position // scan.context) * scan.context
+    lo = max(ctx_start, position - before)
+    hi = min(ctx_start + scan.context, position + after + 1)
+    ids = scan.token_ids[lo:hi].tolist()
+    return Example(tokens=[lm.tokenizer.decode([i]) for i in ids],
+                   acts=[feature_vals.get(p, 0.0) for p in range(lo, hi)], center=position - lo, value=value)
+
+
+@dataclass
+class FeatureStats:
+    """What the dashboard shows from the scan for one feature."""
+
+    feature: int
+    n_tokens: int
+    density: float
+    max_act: float
+    top: list[Example]
+    bins: list[tuple[float, float, list[Example]]]  # (low, high, examples) quantile bins of nonzero values
+    hist_counts: list[int]
+    hist_edges: list[float]
+
+
+def feature_stats(lm: LoadedModel, scan: Scan, feature: int, n_top: int = 10, n_bins: int = 5,
+                  per_bin: int = 3, before: int = 12, after: int = 4, seed: int = 0) -> FeatureStats:
+    """Top examples, quantile-bin samples and histogram of one feature's nonzero activations."""
+    pos, val = scan.feature_slice(feature)
+    lookup = dict(zip(pos.tolist(), val.tolist(), strict=True)) if len(pos) <= 200_000 else {}
+    order = np.argsort(-val, kind="stable")
+    top = [_snippet(lm, scan, lookup, int(pos[i]), float(val[i]), before, after) for i in order[:n_top]]
+    bins: list[tuple[float, float, list[Example]]] = []
+    counts: list[int] = []
+    edges: list[float] = []
+    if len(val):
+        qs = np.quantile(val, np.linspace(0, 1, n_bins + 1))
+        rng = np.random.default_rng(seed)
+        for b in range(n_bins):
+            lo_v, hi_v = float(qs[b]), float(qs[b + 1])
+            inside = np.nonzero((val >= lo_v) & ((val < hi_v) if b < n_bins - 1 else (val <= hi_v)))[0]
+            pick = rng.choice(inside, size=min(per_bin, len(inside)), replace=False) if len(inside) else []
+            bins.append((lo_v, hi_v, [_snippet(lm, scan, lookup, int(pos[i]), float(val[i]), before, after)
+                                      for i in sorted(pick, key=lambda i: -val[i])]))
+        hist, hist_edges = np.histogram(val, bins=40)
+        counts, edges = hist.tolist(), hist_edges.tolist()
+    return FeatureStats(feature=feature, n_tokens=scan.n_tokens, density=len(val) / max(scan.n_tokens, 1),
+                        max_act=float(val.max()) if len(val) else 0.0, top=top, bins=bins[::-1],
+                        hist_counts=counts, hist_edges=edges)
+
+
+def features_by_top_token(scan: Scan, token_id: int, n_top: int = 10) -> list[tuple[int, int]]:
+    """Features whose top-``n_top`` activations include ``token_id``: [(feature, hits)] by hits."""
+    out = []
+    for f in range(len(scan.feature_ptr) - 1):
+        pos, val = scan.feature_slice(f)
+        if not len(val):
+            continue
+        top = pos[np.argsort(-val)[:n_top]]
+        hits = int((scan.token_ids[top] == token_id).sum())
+        if hits:
+            out.append((f, hits))
+    out.sort(key=lambda t: -t[1])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm.auto import tqdm
+
+    from analysis.runtime import get_runtime
+    from analysis.settings import EMBEDDED_LM
+
+    parser = argparse.ArgumentParser(description="Scan the offline corpus for an SAE's top activations.")
+    parser.add_argument("--sae", default="embedded")
+    parser.add_argument("--model", default=EMBEDDED_LM)
+    parser.add_argument("--tokens", type=int, default=DEFAULT_TOKENS)
+    args = parser.parse_args(argv)
+    runtime = get_runtime()
+    sae = load_sae(args.sae, runtime.settings.cache_dir)
+    bar = tqdm(desc="scan", unit="batch")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    scan = get_scan(runtime, args.model, sae, args.tokens, progress)
+    bar.close()
+    print(f"{scan.n_tokens:,} tokens, {len(scan.val):,} nonzeros, {scan.seconds:.1f} s; "
+          f"alive features {(scan.density() > 0).sum()}/{sae.d_sae}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

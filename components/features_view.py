@@ -1,0 +1,173 @@
+"""Features page pieces: token strip, snippets, quantile bins, tables, SAE info, steering output.
+
+Plain data (lists, dicts) in, Dash components out. No torch, no analysis import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+COMMAND = "make sae"
+
+
+def visible(token: str) -> str:
+    """Whitespace made visible so every token has a width."""
+    if not token:
+        return "∅"
+    out = token.replace("\n", "↵").replace("\t", "⇥")
+    return out.replace(" ", "\u00a0") if not out.strip() else out
+
+
+def colour(value: float, scale: float) -> str:
+    """Orange-red with alpha by value / scale (SAE activations are >= 0)."""
+    if scale <= 0 or value <= 0:
+        return "transparent"
+    return f"rgba(230,85,13,{min(1.0, value / scale):.2f})"
+
+
+def token_strip(tokens: Sequence[str], acts: Sequence[float], feature: int, strip_id: str = "features-strip") -> html.Div:
+    """The feature's activation on every token of the text (hover for the value)."""
+    scale = max(acts) if acts else 0.0
+    spans = [
+        html.Span(visible(tok), title=f"#{i} {tok!r}  act {a:.3f}", className="gb-ftok",
+                  style={"backgroundColor": colour(a, scale)})
+        for i, (tok, a) in enumerate(zip(tokens, acts, strict=True))
+    ]
+    n_active = sum(a > 0 for a in acts)
+    head = html.Div(
+        f"Feature {feature} on this text: max {scale:.3f}, active on {n_active} of {len(acts)} tokens",
+        className="small text-muted mb-1",
+    )
+    return html.Div([head, html.Div(spans, className="gb-fstrip")], id=strip_id)
+
+
+def snippet(example: dict[str, Any], scale: float) -> html.Div:
+    """One corpus snippet, the activating token outlined."""
+    spans = []
+    for k, (tok, a) in enumerate(zip(example["tokens"], example["acts"], strict=True)):
+        cls = "gb-ftok gb-ftok-max" if k == example["center"] else "gb-ftok"
+        spans.append(html.Span(visible(tok), title=f"{tok!r} act {a:.3f}", className=cls,
+                               style={"backgroundColor": colour(a, scale)}))
+    return html.Div([html.Span(f"{example['value']:.2f}", className="badge bg-light text-dark me-2 gb-fval"),
+                     html.Span(spans)], className="gb-fsnippet")
+
+
+def examples_section(stats: dict[str, Any]) -> html.Div:
+    """Top activations and quantile-bin samples from the corpus scan."""
+    scale = stats["max_act"] or 1.0
+    if not stats["top"]:
+        return html.Div(f"Feature {stats['feature']} never fired on the {stats['n_tokens']:,} scanned tokens.",
+                        className="text-muted small")
+    parts: list[Any] = [html.H6("Top activations", className="mt-2"),
+                        html.Div([snippet(e, scale) for e in stats["top"]], id="features-top-examples")]
+    items = []
+    for low, high, examples in stats["bins"]:
+        body = [snippet(e, scale) for e in examples] or [html.Div("(empty)", className="text-muted small")]
+        items.append(dbc.AccordionItem(body, title=f"Quantile bin {low:.2f} – {high:.2f}"))
+    parts += [html.H6("Samples by quantile bin (of nonzero activations)", className="mt-3"),
+              dbc.Accordion(items, start_collapsed=True, always_open=True, flush=True)]
+    return html.Div(parts)
+
+
+def sae_info(info: dict[str, Any]) -> html.Div:
+    """One line about the SAE, with its training metrics when known."""
+    bits = [html.B(info["ref"]), f" · {info['d_sae']:,} features · d_in {info['d_in']} · site ",
+            html.Code(info["site"]), f" (hook {info['hook_name']})"]
+    metrics = info.get("metrics") or {}
+    if "l0" in metrics:
+        bits.append(
+            f" · L0 {metrics['l0']:.1f} · explained variance {metrics['explained_variance']:.3f}"
+            f" · loss recovered {metrics['loss_recovered']:.3f} · trained on {metrics.get('training_tokens', 0):,} tokens"
+        )
+    return html.Div(bits, className="small mb-2", id="features-sae-info")
+
+
+def density_line(density: float | None, training_density: float | None, n_tokens: int | None) -> html.Div:
+    parts = []
+    if density is not None:
+        parts.append(f"Density {density:.3%} of {n_tokens:,} scanned tokens")
+    if training_density is not None:
+        parts.append(f"density during training {training_density:.3%}")
+    return html.Div(" · ".join(parts) or "Density: scan the corpus to measure it.", className="small",
+                    id="features-density")
+
+
+def top_feature_badges(top: Sequence[tuple[int, float]], selected: int) -> html.Div:
+    """Clickable badges for the features strongest on the text."""
+    if not top:
+        return html.Div("No feature fires on this text.", className="text-muted small")
+    buttons = [
+        dbc.Button(f"{f} · {v:.1f}", id={"type": "features-pick", "index": int(f)}, size="sm",
+                   color="primary" if f == selected else "light", className="me-1 mb-1", n_clicks=0,
+                   title=f"Feature {f}, max activation {v:.3f} on this text")
+        for f, v in top
+    ]
+    return html.Div([html.Span("Strongest on this text: ", className="small text-muted me-1"), *buttons])
+
+
+def no_sae_panel(message: str) -> dbc.Alert:
+    """Shown when the embedded SAE has not been trained yet."""
+    return dbc.Alert(
+        [html.H6("No SAE yet", className="alert-heading"), html.P(message, className="mb-1"),
+         html.Pre(COMMAND, className="mb-0 gb-fcmd")],
+        color="info", id="features-no-sae",
+    )
+
+
+def token_table(rows: Sequence[dict[str, Any]]) -> dbc.Table:
+    """Token list: rank, token, ratio, the two cosines."""
+    head = html.Thead(html.Tr([html.Th(h) for h in ("#", "token", "id", "ratio", "cos(v, e)", "cos(c, e)")]))
+    body = html.Tbody([
+        html.Tr([html.Td(i + 1), html.Td(html.Code(visible(r["token"]))), html.Td(r["token_id"]),
+                 html.Td(f"{r['ratio']:.4f}"), html.Td(f"{r['cos_v']:.3f}"), html.Td(f"{r['cos_c']:.3f}")])
+        for i, r in enumerate(rows)
+    ])
+    return dbc.Table([head, body], size="sm", striped=True, hover=True, className="gb-ftable", id="features-token-table")
+
+
+def token_cloud(rows: Sequence[dict[str, Any]], n: int = 40) -> html.Div:
+    """The first tokens of the list inline (quick reading)."""
+    return html.Div([html.Span(visible(r["token"]), className="gb-fchip") for r in rows[:n]], className="mb-2")
+
+
+def steering_output(result: dict[str, Any]) -> dbc.Row:
+    """Steered and unsteered continuations side by side."""
+    how = (f"added {result['strength']:+g} × W_dec[{result['feature']}]" if result["mode"] == "add"
+           else f"feature {result['feature']} clamped at {result['strength']:g}")
+
+    def card(title: str, text: str, acts: Sequence[float], cid: str) -> dbc.Col:
+        mean = sum(acts) / len(acts) if acts else 0.0
+        return dbc.Col(dbc.Card([
+            dbc.CardHeader(title),
+            dbc.CardBody([html.Pre(result["prompt"] + "", className="gb-fprompt mb-0 d-inline"),
+                          html.Pre(text, className="gb-fgen d-inline", id=cid),
+                          html.Div(f"mean feature activation on generated tokens: {mean:.2f}",
+                                   className="small text-muted mt-2")]),
+        ]), md=6)
+
+    return dbc.Row([card(f"Steered ({how})", result["steered"], result["steered_acts"], "features-steered"),
+                    card("Unsteered", result["unsteered"], result["unsteered_acts"], "features-unsteered")],
+                   className="g-3")
+
+
+def search_table(token: str, hits: Sequence[dict[str, Any]], hrefs: Sequence[str]) -> html.Div:
+    if not hits:
+        return html.Div(f"No feature has {token!r} among its top activations or top logit effects.",
+                        className="text-muted small")
+    head = html.Thead(html.Tr([html.Th(h) for h in ("feature", "in top-10 activations", "top logit effect", "max act")]))
+    body = html.Tbody([
+        html.Tr([html.Td(html.A(str(h["feature"]), href=href)), html.Td(h["in_top_activations"]),
+                 html.Td("yes" if h["in_logit_effects"] else ""), html.Td(f"{h['max_act']:.2f}")])
+        for h, href in zip(hits, hrefs, strict=True)
+    ])
+    return html.Div([html.Div(f"Features for token {token!r}: {len(hits)}", className="small mb-1"),
+                     dbc.Table([head, body], size="sm", hover=True, className="gb-ftable", id="features-search-table")])
+
+
+def definitions_list(defs: Sequence[tuple[str, float]]) -> html.Ol:
+    return html.Ol([html.Li([html.Code(visible(text)), html.Span(f"  p = {p:.2e}", className="text-muted small")])
+                    for text, p in defs], className="small", id="features-definitions")
