@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS snippets(grp TEXT, unit INTEGER, rank INTEGER, row_id
     act REAL, win BLOB, PRIMARY KEY(grp, unit, rank)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS token_units(token_id INTEGER, grp TEXT, unit INTEGER, count INTEGER, max_act REAL);
 CREATE INDEX IF NOT EXISTS token_units_tok ON token_units(token_id);
+CREATE INDEX IF NOT EXISTS token_units_unit ON token_units(grp, unit);
 CREATE TABLE IF NOT EXISTS samples(grp TEXT PRIMARY KEY, n INTEGER, width INTEGER, data BLOB);
 """
 
@@ -263,11 +264,14 @@ class NeuronIndex:
             mine = self.token_set(g.name, unit)
             if mine:
                 marks = ",".join("?" * len(mine))
-                rows = self._query(f"SELECT DISTINCT grp, unit FROM token_units WHERE token_id IN ({marks})", tuple(mine))
-                for name, other in rows:
+                rows = self._query(f"SELECT grp, unit, token_id FROM token_units WHERE (grp, unit) IN "
+                                   f"(SELECT grp, unit FROM token_units WHERE token_id IN ({marks}))", tuple(mine))
+                sets: dict[tuple[str, int], set[int]] = {}
+                for name, other, tid in rows:
+                    sets.setdefault((name, other), set()).add(tid)
+                for (name, other), theirs in sets.items():
                     if (name == g.name and other == unit) or name not in names:
                         continue
-                    theirs = self.token_set(name, other)
                     found.append((len(mine & theirs) / len(mine | theirs), name, other))
         else:
             raise GlassboxError(f"measure must be 'cosine' or 'jaccard', got '{measure}'.")

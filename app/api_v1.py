@@ -50,7 +50,7 @@ fetch("/api/v1/openapi.json").then(function(r){return r.json();}).then(function(
     f.querySelectorAll("input").forEach(function(i){if(i.value!==""){q.set(i.name,i.value);}});
     var out=document.getElementById(f.dataset.out); out.classList.remove("d-none"); out.textContent="…";
     fetch(f.dataset.path+"?"+q.toString()).then(function(r){return r.text().then(function(t){
-      try{t=JSON.stringify(JSON.parse(t),null,1);}catch(err){} out.textContent=r.status+"\n"+t;});});});});
+      try{t=JSON.stringify(JSON.parse(t),null,1);}catch(err){} out.textContent=r.status+" "+t;});});});});
 });
 </script></body></html>
 """

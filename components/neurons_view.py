@@ -21,7 +21,7 @@ def neuron_href(model: str, layer: Any, unit: int, **extra: Any) -> str:
 
 
 def _visible(token: str) -> str:
-    return token.replace("\n", "↵").replace("\t", "⇥") if token.strip() or not token else token.replace(" ", "\u00a0")
+    return token.replace("\r", "").replace("\n", "↵").replace("\t", "⇥")
 
 
 def token_colour(value: float | None, scale: float) -> str:
