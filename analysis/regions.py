@@ -38,7 +38,7 @@ from analysis.runtime import Runtime
 
 _MEMO: OrderedDict[str, Any] = OrderedDict()  # small in-process LRU over disk products
 _MEMO_LOCK = threading.Lock()
-_MEMO_SIZE = 8
+_MEMO_SIZE = 6
 
 
 def _memo(key: str, load: Callable[[], Any]) -> Any:

@@ -205,7 +205,7 @@ def load_hub_dataset(name: str, max_rows: int, split: str = "train", config: str
 
 
 def builtin_dataset(samples: Any, n_per_label: int, max_rows: int, labels: tuple[str, ...] | None = None,
-                    seed: int = 0) -> LabeledDataset:
+                    seed: int = 0, max_chars: int = 1200) -> LabeledDataset:
     """The offline labeled set from the sample library: prose vs code vs scripture (where present)."""
     from analysis.corpus import DEFAULT_LABELS, CorpusError
 
@@ -217,7 +217,8 @@ def builtin_dataset(samples: Any, n_per_label: int, max_rows: int, labels: tuple
         raise InputError(f"{n_per_label:,} texts x {n_labels} labels = {n_per_label * n_labels:,} rows; the limit is "
                          f"{max_rows:,} rows (max_dataset_rows in config.py).")
     try:
-        frame = samples.labeled_dataset(labels=wanted, n_per_label=n_per_label, seed=seed)
+        frame = samples.labeled_dataset(labels=wanted, n_per_label=n_per_label, seed=seed,
+                                        min_chars=min(200, max_chars), max_chars=max_chars)
     except CorpusError as exc:
         raise InputError(f"Built-in dataset: {exc}") from exc
     present = [lab for lab in wanted if lab in set(frame[LABEL_COLUMN])]

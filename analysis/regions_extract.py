@@ -38,7 +38,8 @@ class Activations:
     pooling: str
     pooled: np.ndarray
     n_tokens: np.ndarray  # real tokens per text (after truncation)
-    truncated: int  # texts cut at max_tokens
+    truncated: int  # texts that reached the token limit
+    max_tokens: int = 0  # the limit used: min(settings max_tokens, the model's positions)
 
     @property
     def n_layers(self) -> int:
@@ -127,4 +128,4 @@ def extract(lm: LoadedModel, texts: Sequence[str], pooling: str = "first", max_t
                 progress(done, len(texts))
     assert out is not None
     return Activations(model_id=lm.model_id, pooling=pooling, pooled=out,
-                       n_tokens=np.asarray(lengths, dtype=np.int64), truncated=truncated)
+                       n_tokens=np.asarray(lengths, dtype=np.int64), truncated=truncated, max_tokens=limit)

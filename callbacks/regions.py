@@ -85,7 +85,8 @@ def extraction_job(set_progress: Any, dataset: dict | None, model: str, pooling:
         set_progress((max(1, int(100 * done / total)), f"{done:,} / {total:,} texts · {time.perf_counter() - start:.0f} s"))
 
     key, acts = nrag.compute_activations(runtime, model, ds, pooling, progress)
-    note = f" · {acts.truncated} text(s) reached the {runtime.settings.max_tokens}-token limit" if acts.truncated else ""
+    limit = acts.max_tokens or runtime.settings.max_tokens
+    note = f" · {acts.truncated} text(s) cut at the {limit}-token limit" if acts.truncated else ""
     set_progress((100, f"{len(ds):,} texts × {acts.n_layers} hidden states in {time.perf_counter() - start:.1f} s{note}"))
     return {"acts_key": key, "dataset": dataset["key"], "model": model, "pooling": pooling, "n_layers": acts.n_layers,
             "classes": list(ds.classes)}

@@ -88,7 +88,8 @@ def ref_crosstab(grid: pd.DataFrame, label: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def small_ds(runtime):
-    return builtin_dataset(runtime.samples, n_per_label=16, max_rows=runtime.settings.max_dataset_rows)
+    return builtin_dataset(runtime.samples, n_per_label=10, max_rows=runtime.settings.max_dataset_rows,
+                           max_chars=500)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,8 @@ def reference(minilm, small_ds):
 
 def test_builtin_dataset_is_balanced_three_way(small_ds):
     assert small_ds.classes[:2] == ("prose", "code")
-    assert set(small_ds.counts().values()) == {16}
-    assert len(small_ds) == 16 * len(small_ds.classes)
+    assert set(small_ds.counts().values()) == {10}
+    assert len(small_ds) == 10 * len(small_ds.classes)
 
 
 def test_first_token_extraction_matches_whole_dataset_padding(ours, reference):
@@ -133,7 +134,7 @@ def test_cell_counts_and_graph_equal_llm_mri_on_same_inputs(small_ds, reference)
         g = grid_graph(cells, small_ds.label_ids, small_ds.classes, [name], GRID)
         mine = {(u, v): d["weight"] for u, v, d in g.edges(data=True)}
         assert mine == ref_edges(grids, c)
-        assert sum(mine.values()) == 16 * (hidden.shape[0] - 1)  # every text moves once per layer pair
+        assert sum(mine.values()) == 10 * (hidden.shape[0] - 1)  # every text moves once per layer pair
 
 
 def test_end_to_end_counts_and_edges_equal_reference(ours, small_ds, reference):
@@ -168,10 +169,9 @@ def test_cache_means_no_second_forward_pass(runtime, minilm, small_ds, ours):
 
 def test_mean_and_last_pooling_on_decoder_match_unpadded_runs(smollm2):
     """SmolLM2 (decoder): batched, right-padded, sorted pooling == one text at a time, no padding."""
-    texts = ["The cat sat on the mat.", "def add(a, b):\n    return a + b\n# a longer line of code here",
-             "In the beginning God created the heaven and the earth.", "Hi"]
+    texts = ["The cat sat on the mat.", "def add(a, b):\n    return a + b\n# a longer line of code here", "Hi"]
     for pooling in ("mean", "last"):
-        acts = extract(smollm2, texts, pooling, max_tokens=64, max_batch=3)
+        acts = extract(smollm2, texts, pooling, max_tokens=64, max_batch=2)
         for i, text in enumerate(texts):
             enc = smollm2.tokenizer(text, return_tensors="pt")
             with torch.no_grad():

@@ -190,3 +190,35 @@ def test_classifier_evaluation_deltas():
     d = rep.delta()
     assert d["accuracy"] == pytest.approx(np.mean(rep.full["accuracy"]) - 1.0)
     assert d["f1_macro"] < -0.3
+
+
+def test_pca_and_svd_reductions_against_numpy():
+    from analysis.regions_reduce import ReductionParams, reduce_layer
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 8)) @ rng.normal(size=(8, 8))
+    z = (x - x.mean(0)) / x.std(0)
+    u, s, _ = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    ref = u[:, :3] * s[:3]
+    ref *= np.sign(ref[np.argmax(np.abs(ref), axis=0), range(3)])  # largest-|score| sample positive
+    for method in ("pca", "svd"):
+        got = reduce_layer(x, ReductionParams(method, 3, 10, 0))
+        np.testing.assert_allclose(got, ref, atol=1e-8)
+
+
+def test_umap_is_imported_lazily():
+    import subprocess
+    import sys
+
+    code = "import sys, analysis.regions, callbacks.regions; print('umap' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_extraction_cancel_and_bad_pooling(minilm):
+    from analysis.regions_extract import Cancelled, extract
+
+    with pytest.raises(Cancelled):
+        extract(minilm, ["a b c", "d e"], "first", should_stop=lambda: True)
+    with pytest.raises(InputError, match="Unknown pooling"):
+        extract(minilm, ["a"], "max")
