@@ -265,8 +265,9 @@ def _ce(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate_sae(lm: LoadedModel, sae: LoadedSAE, batches: list[torch.Tensor]) -> SAEQuality:
-    """L0, explained variance and loss recovered (SAE output spliced in through capture ``edits``)."""
+def evaluate_sae(lm: LoadedModel, sae: LoadedSAE, batches: list[torch.Tensor], skip_first: int = 1) -> SAEQuality:
+    """L0, explained variance and loss recovered (SAE output spliced in through capture ``edits``).
+    L0 and explained variance skip the first ``skip_first`` positions (BOS); losses cover all."""
     from analysis.capture import capture
 
     n = 0
@@ -279,7 +280,7 @@ def evaluate_sae(lm: LoadedModel, sae: LoadedSAE, batches: list[torch.Tensor]) -
     acts_all = []
     for ids in batches:
         clean = capture(lm, ids, [sae.site])
-        x = clean.acts[sae.site].float()
+        x = clean.acts[sae.site].float()[:, skip_first:]  # BOS / attention sink excluded, as sae-lens evals do
         feats = sae.encode(x)
         recon = sae.decode(feats).float().cpu()
         x = x.cpu()

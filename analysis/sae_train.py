@@ -44,6 +44,7 @@ class TrainOptions:
     batch_tokens: int = 512
     eval_docs: int = 24
     corpus_chars: int = 2_500_000
+    max_minutes: float = 15.0  # time budget for model load + training; the SAE so far is saved when it is hit
 
 
 def _write_dataset(settings: Settings, folder: Path, max_chars: int) -> tuple[int, list[str]]:
@@ -65,12 +66,40 @@ def _eval_batches(lm: Any, docs: list[str], n: int, ctx: int) -> list[Any]:
 
     rows = []
     for doc in docs:
-        ids = lm.tokenizer(doc, add_special_tokens=True)["input_ids"]
+        bos = [lm.tokenizer.bos_token_id] if lm.tokenizer.bos_token_id is not None else []
+        ids = bos + lm.tokenizer(doc, add_special_tokens=False)["input_ids"]  # BOS first, as in training
         if len(ids) >= ctx:
             rows.append(ids[:ctx])
         if len(rows) >= n:
             break
     return [torch.tensor(rows[i : i + 8]) for i in range(0, len(rows), 8)]
+
+
+class _Budget(KeyboardInterrupt):
+    """Raised by SIGALRM when the training time budget is over (sae-lens treats it as an interrupt)."""
+
+
+def _run_with_budget(runner: Any, output: Path, max_minutes: float) -> bool:
+    """Run sae-lens's runner; when ``max_minutes`` pass, stop and save the SAE trained so far.
+    Returns True when the budget was hit."""
+    import signal
+
+    def on_alarm(_signum: int, _frame: Any) -> None:
+        raise _Budget
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(1.0, max_minutes * 60))
+    try:
+        runner.run()
+        return False
+    except _Budget:
+        print(f"time budget of {max_minutes} min reached: saving the SAE trained so far")
+        output.mkdir(parents=True, exist_ok=True)
+        runner.sae.save_inference_model(str(output))
+        return True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def train_embedded_sae(settings: Settings, options: TrainOptions) -> dict[str, Any]:
@@ -112,11 +141,12 @@ def train_embedded_sae(settings: Settings, options: TrainOptions) -> dict[str, A
             sae=TopKTrainingSAEConfig(d_in=576, d_sae=options.d_sae, k=options.k),
             logger=LoggingConfig(log_to_wandb=False),
             output_path=str(work / "sae"),
-            checkpoint_path=str(work / "checkpoints"),
+            checkpoint_path=None,  # no checkpoints; a time-budget stop saves the SAE itself
             n_checkpoints=0,
             n_eval_batches=2,
         )
-        LanguageModelSAETrainingRunner(cfg).run()
+        runner = LanguageModelSAETrainingRunner(cfg)
+        budget_hit = _run_with_budget(runner, work / "sae", options.max_minutes)
         train_seconds = time.time() - start
         meta = {
             "model_id": EMBEDDED_LM,
@@ -126,6 +156,8 @@ def train_embedded_sae(settings: Settings, options: TrainOptions) -> dict[str, A
             "k": options.k,
             "context_size": options.context_size,
             "train_seconds": round(train_seconds, 1),
+            "time_budget_hit": budget_hit,
+            "max_minutes": options.max_minutes,
             "trainer": "sae_lens.LanguageModelSAETrainingRunner (TopK)",
         }
         (work / "sae" / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -154,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=defaults.k, help="TopK active features per token")
     parser.add_argument("--layer", type=int, default=defaults.layer)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
+                        help="time budget for load + training; the SAE so far is saved when it is hit")
     args = parser.parse_args(argv)
-    options = TrainOptions(tokens=args.tokens, d_sae=args.d_sae, k=args.k, layer=args.layer, lr=args.lr)
+    options = TrainOptions(tokens=args.tokens, d_sae=args.d_sae, k=args.k, layer=args.layer, lr=args.lr,
+                           max_minutes=args.max_minutes)
     meta = train_embedded_sae(load_settings(), options)
     print(f"saved {embedded_sae_dir(load_settings().cache_dir)}")
     for key in ("n_tokens", "l0", "explained_variance", "ce_clean", "ce_spliced", "ce_zero", "loss_recovered",
