@@ -222,8 +222,17 @@ def site_matrix(run: Run, kind: str, layer: int, norm: str = "none") -> torch.Te
 
 
 def cosine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine similarity of two [T, d] matrices."""
-    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1, eps=1e-12)
+    """Row-wise cosine similarity of [T, d] with [T, d] or with one [d] vector.
+
+    Written out (dot / norms) because torch.nn.functional.cosine_similarity on an expanded
+    [d] vector took ~35 ms for 512 tokens here; this takes well under 1 ms.
+    """
+    a = a.float()
+    b = b.float()
+    norms = a.norm(dim=-1).clamp(min=1e-12)
+    if b.ndim == 1:
+        return (a @ b) / (norms * b.norm().clamp(min=1e-12))
+    return (a * b).sum(dim=-1) / (norms * b.norm(dim=-1).clamp(min=1e-12))
 
 
 def similarity_values(run: Run, kind: str, layer: int, pos: int, which: str, norm: str = "none",
@@ -242,7 +251,7 @@ def similarity_values(run: Run, kind: str, layer: int, pos: int, which: str, nor
             reference = x[pos]
         if reference.shape[-1] != x.shape[-1]:
             raise InputError("The selected token's vector and this site have different widths.")
-        return cosine_rows(x, reference.expand_as(x))
+        return cosine_rows(x, reference)
     if which == "prev_layer":
         if layer == 0:
             raise InputError("Layer 0 has no previous layer: pick layer ≥ 1 for this similarity.")
@@ -353,10 +362,10 @@ def compute_view(runs: list[Run], lm: LoadedModel, req: ViewRequest, spec: AttnS
     if req.tool == "predictions":
         arrays = [next_token_stats(r).true_prob for r in runs]
         lo, mid, hi, fixed = 0.0, 0.0, 1.0, True
-        label = "p(true next token)"
+        label = "p(true next token | up to this token)"
     elif req.tool == "loss":
         arrays = [next_token_stats(r).loss for r in runs]
-        label = "cross-entropy (nats)"
+        label = "cross-entropy of the next token (nats)"
         lo, mid, hi = _scale(arrays, False)
         lo = mid = 0.0
     elif req.tool == "attention":

@@ -140,9 +140,9 @@ def density(x: torch.Tensor, selected: int, value_bins: int = 64) -> Density:
         lo, hi = float(arr.min()), float(arr.max()) if arr.max() > arr.min() else float(arr.min()) + 1.0
     edges = np.linspace(lo, hi, value_bins + 1)
     idx = np.clip(np.searchsorted(edges, arr, side="right") - 1, 0, value_bins - 1)  # [T, d]
-    counts = np.zeros((value_bins, arr.shape[1]), dtype=np.int32)
-    cols = np.broadcast_to(np.arange(arr.shape[1]), arr.shape)
-    np.add.at(counts, (idx.ravel(), cols.ravel()), 1)
+    d = arr.shape[1]
+    flat = (idx * d + np.arange(d)[None, :]).ravel()
+    counts = np.bincount(flat, minlength=value_bins * d).reshape(value_bins, d).astype(np.int32)
     med = median_token(x)
     return Density(
         value_edges=[float(e) for e in edges],

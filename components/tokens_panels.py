@@ -5,18 +5,20 @@ Plain data in (dicts/lists from the callbacks), Dash components and plotly figur
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
 import dash_bootstrap_components as dbc
 import numpy as np
-import plotly.graph_objects as go
+import plotly.io as pio
 from dash import html
 
-from components.figures import MEDIAN_COLOUR, SELECTED_COLOUR, empty_figure, themed
+from components.figures import MEDIAN_COLOUR, SELECTED_COLOUR, empty_figure
 from components.tokens_strip import token_label
 
 OUTLIER_COLOUR = "#d62728"
+_TEMPLATE = pio.templates["glassbox"].to_plotly_json()
 
 
 def token_header(sample_title: str, pos: int, token: str, n_tokens: int) -> html.Div:
@@ -56,27 +58,58 @@ def prediction_panel(panel: dict[str, Any] | None, message: str | None = None) -
                     id="tokens-predictions")
 
 
-def histogram_figure(hist: dict[str, Any], title: str) -> go.Figure:
+def typed(arr: np.ndarray) -> dict[str, str]:
+    """A numpy array as plotly.js's base64 typed-array spec (compact JSON, no per-number text)."""
+    arr = np.ascontiguousarray(arr)
+    spec = {"dtype": arr.dtype.str.lstrip("<|="), "bdata": base64.b64encode(arr.tobytes()).decode()}
+    if arr.ndim > 1:
+        spec["shape"] = ", ".join(str(n) for n in arr.shape)
+    return spec
+
+
+def _layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
+    """The screen theme as a plain layout dict (building go.Figure objects costs ~100 ms per figure;
+    these figures are rebuilt on every token/layer change, so they are dicts)."""
+    layout = {"template": _TEMPLATE, "height": height, "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
+              "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+              "legend": {"orientation": "h", "y": -0.25}}
+    layout.update(extra)
+    return layout
+
+
+def _vline(x: float, dash: str, label: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    shape = {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+             "line": {"color": "black", "dash": dash}}
+    notes = [{"x": x, "y": 1, "xref": "x", "yref": "paper", "text": label, "showarrow": False,
+              "yanchor": "bottom"}] if label else []
+    return shape, notes
+
+
+def histogram_figure(hist: dict[str, Any], title: str) -> dict[str, Any]:
     """Median token's histogram (orange base), selected token's on top (blue), outliers, dimension line."""
     edges = np.asarray(hist["edges"], dtype=np.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
+    centres = ((edges[:-1] + edges[1:]) / 2).astype(np.float32)
     width = float(edges[1] - edges[0])
-    fig = go.Figure()
-    fig.add_bar(x=centres, y=hist["median_counts"], width=width, marker_color=MEDIAN_COLOUR, opacity=0.75,
-                name=f"median token #{hist['median_index']}")
-    fig.add_bar(x=centres, y=hist["selected_counts"], width=width, marker_color=SELECTED_COLOUR, opacity=0.6,
-                name=f"selected token #{hist['selected_index']}")
+    data: list[dict[str, Any]] = [
+        {"type": "bar", "x": typed(centres), "y": typed(np.asarray(hist["median_counts"], dtype=np.int16)),
+         "width": width, "marker": {"color": MEDIAN_COLOUR}, "opacity": 0.75,
+         "name": f"median token #{hist['median_index']}"},
+        {"type": "bar", "x": typed(centres), "y": typed(np.asarray(hist["selected_counts"], dtype=np.int16)),
+         "width": width, "marker": {"color": SELECTED_COLOUR}, "opacity": 0.6,
+         "name": f"selected token #{hist['selected_index']}"},
+    ]
     if hist["outlier_dims"]:
-        fig.add_scatter(x=hist["outlier_values"], y=[0] * len(hist["outlier_dims"]), mode="markers",
-                        marker=dict(symbol="line-ns-open", size=14, color=OUTLIER_COLOUR, line=dict(width=2)),
-                        name="outliers (IQR×3 per sign)", customdata=hist["outlier_dims"],
-                        hovertemplate="dim %{customdata}: %{x:.4g}<extra></extra>")
+        data.append({"type": "scatter", "x": hist["outlier_values"], "y": [0] * len(hist["outlier_dims"]),
+                     "mode": "markers", "name": "outliers (IQR×3 per sign)", "customdata": hist["outlier_dims"],
+                     "marker": {"symbol": "line-ns-open", "size": 14, "color": OUTLIER_COLOUR, "line": {"width": 2}},
+                     "hovertemplate": "dim %{customdata}: %{x:.4g}<extra></extra>"})
+    shapes, notes = [], []
     if hist["dim"] is not None:
-        fig.add_vline(x=hist["dim_value"], line=dict(color="black", dash="dash"),
-                      annotation_text=f"dim {hist['dim']}", annotation_position="top")
-    fig.update_layout(barmode="overlay", bargap=0, height=300, legend=dict(orientation="h", y=-0.25),
-                      xaxis_title="activation value", yaxis_title="dimensions", margin=dict(t=40, b=40))
-    return themed(fig, title)
+        shape, notes = _vline(hist["dim_value"], "dash", f"dim {hist['dim']}")
+        shapes.append(shape)
+    layout = _layout(title, 300, barmode="overlay", bargap=0, shapes=shapes, annotations=notes,
+                     xaxis={"title": {"text": "activation value"}}, yaxis={"title": {"text": "dimensions"}})
+    return {"data": data, "layout": layout}
 
 
 def outlier_list(dims: Sequence[int], values: Sequence[float], limit: int = 12) -> html.Div:
@@ -88,44 +121,42 @@ def outlier_list(dims: Sequence[int], values: Sequence[float], limit: int = 12) 
                     className="small", id="tokens-outliers")
 
 
-def density_figure(dens: dict[str, Any], dim: int | None, title: str) -> go.Figure:
+def density_figure(dens: dict[str, Any], dim: int | None, title: str) -> dict[str, Any]:
     """All tokens as a density over (dimension, value); selected and median tokens and outliers on top."""
     counts = np.asarray(dens["counts"])
     if counts.size == 0:
-        return empty_figure("No activations.")
-    edges = np.asarray(dens["value_edges"])
-    centres = (edges[:-1] + edges[1:]) / 2
+        return empty_figure("No activations.").to_plotly_json()
+    edges = np.asarray(dens["value_edges"], dtype=np.float64)
+    centres = ((edges[:-1] + edges[1:]) / 2).astype(np.float32)
     d = counts.shape[1]
-    fig = go.Figure()
+    xs = typed(np.arange(d, dtype=np.int16))
     # log(1+count) quantized to uint8 levels: 1 byte per cell keeps the figure small.
     logc = np.log1p(counts)
     levels = np.round(logc * (255 / max(float(logc.max()), 1e-9))).astype(np.uint8)
-    fig.add_heatmap(z=levels, x=np.arange(d, dtype=np.int16), y=centres.astype(np.float32),
-                    colorscale=[[0, "rgba(255,255,255,0)"], [0.01, "#eceff1"], [1, "#37474f"]], showscale=False,
-                    name="all tokens", hovertemplate="dim %{x}, value ≈ %{y:.3g}<extra>all tokens</extra>")
-    xs = np.arange(d, dtype=np.int16)
-    fig.add_scattergl(x=xs, y=np.asarray(dens["median_values"], dtype=np.float32), mode="markers",
-                      marker=dict(size=3, color=MEDIAN_COLOUR), name="median token")
-    fig.add_scattergl(x=xs, y=np.asarray(dens["selected_values"], dtype=np.float32), mode="markers",
-                      marker=dict(size=4, color=SELECTED_COLOUR), name="selected token")
+    sel = np.asarray(dens["selected_values"], dtype=np.float32)
+    data: list[dict[str, Any]] = [
+        {"type": "heatmap", "z": typed(levels), "x": xs, "y": typed(centres), "showscale": False, "name": "all tokens",
+         "colorscale": [[0, "rgba(255,255,255,0)"], [0.01, "#eceff1"], [1, "#37474f"]],
+         "hovertemplate": "dim %{x}, value ≈ %{y:.3g}<extra>all tokens</extra>"},
+        {"type": "scattergl", "x": xs, "y": typed(np.asarray(dens["median_values"], dtype=np.float32)),
+         "mode": "markers", "marker": {"size": 3, "color": MEDIAN_COLOUR}, "name": "median token"},
+        {"type": "scattergl", "x": xs, "y": typed(sel), "mode": "markers",
+         "marker": {"size": 4, "color": SELECTED_COLOUR}, "name": "selected token"},
+    ]
     hi = dens["highlighted"]
     if hi:
-        sel = np.asarray(dens["selected_values"])
-        fig.add_scatter(x=hi, y=sel[hi].tolist(), mode="markers", name="outlier dims",
-                        marker=dict(size=10, color="rgba(0,0,0,0)", line=dict(color=OUTLIER_COLOUR, width=2)))
+        data.append({"type": "scatter", "x": hi, "y": sel[hi].tolist(), "mode": "markers", "name": "outlier dims",
+                     "marker": {"size": 10, "color": "rgba(0,0,0,0)", "line": {"color": OUTLIER_COLOUR, "width": 2}}})
     chosen = dens.get("chosen") or []
     if chosen:
-        sel = np.asarray(dens["selected_values"])
-        fig.add_scatter(x=chosen, y=sel[chosen].tolist(), mode="markers+text", name="highlighted dims",
-                        text=[str(c) for c in chosen], textposition="top center",
-                        marker=dict(size=11, symbol="diamond-open", color="#2ca02c", line=dict(width=2)))
-    if dim is not None and 0 <= dim < d:
-        fig.add_vline(x=dim, line=dict(color="black", dash="dot"))
+        data.append({"type": "scatter", "x": chosen, "y": sel[chosen].tolist(), "mode": "markers+text",
+                     "name": "highlighted dims", "text": [str(c) for c in chosen], "textposition": "top center",
+                     "marker": {"size": 11, "symbol": "diamond-open", "color": "#2ca02c", "line": {"width": 2}}})
+    shapes = [_vline(dim, "dot")[0]] if dim is not None and 0 <= dim < d else []
     pad = 0.08 * (edges[-1] - edges[0])
-    fig.update_yaxes(range=[float(edges[0] - pad), float(edges[-1] + pad)])  # autoscale (double-click) shows all
-    fig.update_layout(height=340, xaxis_title="dimension", yaxis_title="value",
-                      legend=dict(orientation="h", y=-0.22), margin=dict(t=40, b=40))
-    return themed(fig, title)
+    layout = _layout(title, 340, shapes=shapes, xaxis={"title": {"text": "dimension"}},
+                     yaxis={"title": {"text": "value"}, "range": [float(edges[0] - pad), float(edges[-1] + pad)]})
+    return {"data": data, "layout": layout}
 
 
 SHORTCUTS = [

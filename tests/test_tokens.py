@@ -289,3 +289,21 @@ def test_url_state_roundtrip(cb):
     assert state["tool"] == "attention" and state["layer"] == 7 and state["head"] is None
     assert state["rope"] == "not_applied" and state["direction"] == "to" and state["t"] == 12
     assert state["norm"] == "none"
+
+
+def test_encoder_model_attention_without_predictions(cb, minilm):
+    from analysis.settings import EMBEDDED_ENCODER
+
+    states = [EMBEDDED_ENCODER, ["user"], TEXT]
+    out = cb.load_samples(*states)
+    meta = out[1]
+    assert out[5] is False and meta["causal"] is False and meta["n_layers"] == 6
+    preds = cb.paint(meta, {"s": 0, "i": 3}, *ARGS, *states)
+    assert "encoder" in preds[3] and preds[4] is True
+    att = cb.paint(meta, {"s": 0, "i": 3}, "attention", "hook_resid_post", 2, 1, False, "from", "full", "tokens", 0,
+                   "none", *states)[0]
+    row = att["values"][0]
+    assert all(v is not None for v in row)  # bidirectional: every token has a weight
+    assert sum(row) == pytest.approx(1.0, abs=1e-3)
+    panel = cb.panel(meta, {"s": 0, "i": 3}, "token", "hook_resid_post", 2, "none", 0, "", *states)
+    assert "no next-token predictions" in str(panel)

@@ -63,6 +63,10 @@ def test_tokens_select_token_and_change_layer(page, server_url, runtime):
     import numpy as np
 
     assert np.load(download.path()).shape == (576,)
+    page.locator("h4").click()  # focus out of any input, then the '2' shortcut picks the loss tool
+    page.keyboard.press("2")
+    page.wait_for_function("document.querySelector('#tokens-legend').innerText.includes('cross-entropy')")
+    assert page.locator("#tokens-tool input[value='loss']").is_checked()
     screenshot(page, "tokens")
     assert page.js_errors == []
 
