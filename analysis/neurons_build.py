@@ -48,7 +48,8 @@ class IndexConfig:
     top_k: int = 20
     before: int = 16  # tokens kept before the max
     after: int = 4  # and after it
-    top_tokens_k: int = 64
+    top_tokens_k: int = 64  # rows whose max-carrying token counts for "top tokens"
+    stat_every: int = 8  # histogram/mean/density from every n-th token (max, min and top-k see every token)
     sample_tokens: int = 1024
     sae: str | None = None
     layers: list[int] | None = None  # None = every layer
@@ -57,7 +58,7 @@ class IndexConfig:
     def check(self, n_layers: int) -> None:
         bounds = [("n_tokens", self.n_tokens, 16, MAX_INDEX_TOKENS), ("seq_len", self.seq_len, 8, 4096),
                   ("top_k", self.top_k, 1, 1000), ("before", self.before, 0, 512), ("after", self.after, 0, 512),
-                  ("top_tokens_k", self.top_tokens_k, 1, 4096), ("sample_tokens", self.sample_tokens, 16, 65536),
+                  ("top_tokens_k", self.top_tokens_k, 1, 4096), ("stat_every", self.stat_every, 1, 1024), ("sample_tokens", self.sample_tokens, 16, 65536),
                   ("batch_size", self.batch_size, 1, 4096)]
         for name, value, low, high in bounds:
             if not isinstance(value, int) or not low <= value <= high:
@@ -129,7 +130,10 @@ def quantiles_from_hist(counts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
         prev = torch.where(b > 0, cdf.gather(1, (b - 1).clamp_min(0)[:, None]).squeeze(1), torch.zeros_like(b, dtype=torch.float64))
         inside = (q - prev) / (cdf.gather(1, b[:, None]).squeeze(1) - prev).clamp_min(1e-12)
         value = lower[b] + inside.clamp(0, 1) * (upper[b] - lower[b])
-        out.append(torch.minimum(torch.maximum(value, lo.double()), hi.double()))
+        value = torch.minimum(torch.maximum(value, lo.double()), hi.double())
+        if q <= 0.0 or q >= 1.0:  # the extremes are exact (every token is seen for min and max)
+            value = (lo if q <= 0.0 else hi).double().clone()
+        out.append(value)
     return torch.stack(out, 1).float()
 
 
@@ -150,16 +154,18 @@ class GroupState:
         self.n_pos = torch.zeros(width, dtype=torch.int64, device=device)
         self.lo = torch.full((width,), math.inf, device=device)
         self.sample = torch.zeros((cfg.sample_tokens, width), dtype=torch.float16, device=device)
-        self.n_tokens = 0
+        self.n_tokens = 0  # tokens in the histogram
         self.edges = hist_edges(device)
         self.offsets = torch.arange(-cfg.before, cfg.after + 1, device=device)
+        self.bin_offsets = torch.arange(width, device=device) * (N_BINS + 2)
 
     def update(self, acts: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor, row_ids: torch.Tensor,
                sample_at: torch.Tensor, sample_slots: torch.Tensor) -> None:
         """Fold one batch in: ``acts`` [B, T, U] float, ``ids``/``valid`` [B, T], ``row_ids`` [B]."""
         a = acts.float()
         b, t, u = a.shape
-        masked = a.masked_fill(~valid[..., None], -math.inf)
+        all_valid = bool(valid.all())
+        masked = a if all_valid else a.masked_fill(~valid[..., None], -math.inf)
         # 1. top-k rows by their max, with the activation window around the max
         row_max, row_pos = masked.max(dim=1)  # [B, U]
         idx = row_pos[..., None] + self.offsets  # [B, U, W]
@@ -174,24 +180,22 @@ class GroupState:
         pos = torch.cat([self.top_pos, row_pos]).gather(0, sel)
         wins = torch.cat([self.top_win, win]).gather(0, sel[..., None].expand(k, u, win.shape[-1]))
         self.top_vals, self.top_row, self.top_pos, self.top_win = vals, rows, pos, wins
-        # 2. the highest-activating token positions (which tokens carry the max)
-        flat = masked.reshape(b * t, u)
-        m = min(self.tok_vals.shape[0], b * t)
-        bv, bi = torch.topk(flat, m, dim=0)
-        btok = ids.reshape(-1)[bi]
+        # 2. which token carries the max of each row: kept for the top_tokens_k rows with the highest max
+        row_tok = ids.gather(1, row_pos)  # [B, U]
         mm = self.tok_vals.shape[0]
-        tv, ti = torch.topk(torch.cat([self.tok_vals, bv]), mm, dim=0)
-        self.tok_ids = torch.cat([self.tok_ids, btok]).gather(0, ti)
+        tv, ti = torch.topk(torch.cat([self.tok_vals, row_max]), mm, dim=0)
+        self.tok_ids = torch.cat([self.tok_ids, row_tok]).gather(0, ti)
         self.tok_vals = tv
-        # 3. histogram, sums, min
-        good = a[valid]  # [N, U]
+        # 3. exact min; histogram, sum and positive count on every stat_every-th valid token
+        self.lo = torch.minimum(self.lo, (a if all_valid else a.masked_fill(~valid[..., None], math.inf)).amin(1).amin(0))
+        good = (a.reshape(b * t, u) if all_valid else a[valid])[:: self.cfg.stat_every].contiguous()
         if good.numel():
             bins = torch.bucketize(good, self.edges)  # 0..N_BINS+1 (under/overflow at the ends)
-            bins += torch.arange(u, device=bins.device) * (N_BINS + 2)
-            self.counts += torch.bincount(bins.reshape(-1), minlength=u * (N_BINS + 2)).view(u, N_BINS + 2)
-            self.total += good.sum(0, dtype=torch.float64)
+            bins += self.bin_offsets
+            flat_bins = bins.reshape(-1)
+            self.counts.view(-1).index_add_(0, flat_bins, torch.ones_like(flat_bins))
+            self.total += good.sum(0).double()
             self.n_pos += (good > 0).sum(0)
-            self.lo = torch.minimum(self.lo, good.min(0).values)
             self.n_tokens += good.shape[0]
         # 4. the similarity sample
         if sample_at.numel():
@@ -333,11 +337,3 @@ def dumps(obj: Any) -> str:
 
 def state_path(db_path: Path) -> Path:
     return db_path.with_suffix(".state.pt")
-
-
-def hist_tensor_state_bytes(groups: list[Group], cfg: IndexConfig) -> int:
-    """Rough bytes of the running state (to warn before huge builds)."""
-    per_unit = (cfg.top_k * (cfg.before + cfg.after + 3) * 4 + cfg.top_tokens_k * 12 + (N_BINS + 2) * 8
-                + cfg.sample_tokens * 2 + 24)
-    return sum(g.width for g in groups) * per_unit
-
