@@ -83,7 +83,12 @@ def show_neuron(model: str, layer: Any, neuron: Any, whole: bool) -> tuple:
     state = {"model": model, "layer": layer, "neuron": neuron, "whole": 1 if whole else None}
     blank = ("", "", "", "", empty_figure(), empty_figure(), "", "", state)
     if layer in (None, "") or neuron in (None, ""):
-        return (*blank[:-1], state, "Pick a layer and a neuron (or a top-ranked neuron).", True)
+        if not any(m["status"] == "complete" for m in list_indexes(get_runtime(), model)):
+            message = (f"No neuron index for {model} yet: build one in the Index tab "
+                       f"(or `make index ARGS='--model {model}'`).")
+        else:
+            message = "Pick a layer and a neuron (or a top-ranked neuron)."
+        return (*blank[:-1], state, message, True)
     try:
         record = views.neuron_record(model, layer, neuron, n_snippets=None)
         scale = max(abs(record["max_act"]), 1e-6)

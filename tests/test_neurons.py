@@ -244,6 +244,8 @@ def test_callbacks_render_a_neuron(runtime, index):
     bad = show_neuron(model, "2", 99999, False)
     assert bad[-1] is True and "0..1535" in bad[-2]
     assert neuron_href(model, 2, 5).startswith("/neurons?model=")
+    none = show_neuron("embedded:all-minilm-l6-v2", None, 0, False)
+    assert none[-1] is True and "No neuron index" in none[-2] and "make index" in none[-2]
 
 
 def test_whole_rows_match_the_window(runtime, index):
