@@ -110,13 +110,15 @@ def _run_memo(run: Run) -> OrderedDict:
 
 def _memoized(run: Run, key: tuple, compute: Any, limit: int = 24) -> Any:
     memo = _run_memo(run)
-    if key in memo:
-        memo.move_to_end(key)
-        return memo[key]
+    with _memo_lock:  # paint and panel callbacks run in parallel threads
+        if key in memo:
+            memo.move_to_end(key)
+            return memo[key]
     value = compute()
-    memo[key] = value
-    while len(memo) > limit:
-        memo.popitem(last=False)
+    with _memo_lock:
+        memo[key] = value
+        while len(memo) > limit:
+            memo.popitem(last=False)
     return value
 
 

@@ -8,7 +8,7 @@ from tests.e2e.conftest import screenshot
 def _short_sample(runtime) -> str:
     """A prose sample of a few hundred characters (a quick forward on two CPU cores)."""
     for sample in runtime.samples.list("prose"):
-        if 600 < len(sample.text) < 1400:
+        if 400 < len(sample.text) < 900:
             return sample.sample_id
     return runtime.samples.default_sample_id()
 
