@@ -31,7 +31,10 @@ def colour(value: float, scale: float) -> str:
 
 def token_strip(tokens: Sequence[str], acts: Sequence[float], feature: int, strip_id: str = "features-strip") -> html.Div:
     """The feature's activation on every token of the text (hover for the value)."""
-    scale = max(acts) if acts else 0.0
+    top = max(acts) if acts else 0.0
+    # the first token is often an attention sink with a huge norm: keep it out of the colour scale
+    body = list(acts[1:])
+    scale = max(body) if body and max(body) > 0 else top
     spans = [
         html.Span(visible(tok), title=f"#{i} {tok!r}  act {a:.3f}", className="gb-ftok",
                   style={"backgroundColor": colour(a, scale)})
@@ -39,7 +42,8 @@ def token_strip(tokens: Sequence[str], acts: Sequence[float], feature: int, stri
     ]
     n_active = sum(a > 0 for a in acts)
     head = html.Div(
-        f"Feature {feature} on this text: max {scale:.3f}, active on {n_active} of {len(acts)} tokens",
+        f"Feature {feature} on this text: max {top:.3f}, active on {n_active} of {len(acts)} tokens "
+        f"(colour scale 0 – {scale:.3f}, the first token excluded)",
         className="small text-muted mb-1",
     )
     return html.Div([head, html.Div(spans, className="gb-fstrip")], id=strip_id)

@@ -67,3 +67,29 @@ def test_features_dashboard(page, server_url, runtime, tmp_path):
     page.wait_for_selector("#features-token-table tbody tr")
     assert page.locator("#features-token-table tbody tr").count() == 100
     assert page.js_errors == []
+
+
+def test_features_definition_tree_and_steering(page, server_url, runtime, tmp_path):
+    """The tree runs as a background job; the trim slider redraws it; steering shows both columns."""
+    ref = make_sae(tmp_path / "sae-tree", seed=3)
+    query = urlencode({"sample": _short_sample(runtime), "sae": ref, "feature": 5, "tab": "tree", "scan": 1000})
+    page.goto(f"{server_url}/features?{query}")
+    page.wait_for_selector("#features-strip .gb-ftok", state="attached", timeout=120_000)  # tab hidden
+    page.fill("#features-depth", "3")
+    page.fill("#features-topk", "3")
+    page.fill("#features-cutoff", "0.001")
+    page.press("#features-cutoff", "Enter")
+    page.click("#features-tree-run")
+    page.wait_for_function("document.querySelector('#features-tree-msg').innerText.includes('nodes in')",
+                           timeout=180_000)
+    page.wait_for_selector("#features-definitions li")
+    page.wait_for_selector("#features-tree .main-svg .textpoint")
+    screenshot(page, "features-tree")
+
+    page.click("#features-tab >> text=Steering")
+    page.fill("#features-steer-n", "4")
+    page.press("#features-steer-n", "Enter")
+    page.click("#features-steer-run")
+    page.wait_for_selector("#features-steered", timeout=120_000)
+    assert page.locator("#features-unsteered").count() == 1
+    assert page.js_errors == []
