@@ -9,7 +9,8 @@ token). Hand-written because no library pools HF ``hidden_states`` with a paddin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,21 @@ def _backbone(model: torch.nn.Module) -> torch.nn.Module:
     """The transformer without its LM head (no vocab-sized logits per token)."""
     base = getattr(model, "base_model", None)
     return base if isinstance(base, torch.nn.Module) else model
+
+
+@contextmanager
+def _fused_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Use SDPA while extracting (same math, fused; no attention weights are needed here), then restore
+    the configured implementation (eager, which the attention views need). Callers hold the model lock."""
+    current = getattr(model.config, "_attn_implementation", None)
+    switch = current == "eager" and getattr(model, "_supports_sdpa", False) and hasattr(model, "set_attn_implementation")
+    if switch:
+        model.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(current)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -106,7 +122,7 @@ def extract(lm: LoadedModel, texts: Sequence[str], pooling: str = "first", max_t
     backbone = _backbone(lm.model)
     out: np.ndarray | None = None
     done = 0
-    with lm.lock, torch.inference_mode():
+    with lm.lock, torch.inference_mode(), _fused_attention(lm.model):
         for batch in _batches(lengths, max_batch, max_batch_tokens):
             if should_stop is not None and should_stop():
                 raise Cancelled("extraction cancelled")

@@ -128,7 +128,7 @@ def build_data(work: Path) -> tuple[Path, Path, Any]:
     from analysis.settings import Settings
 
     rt = Runtime(Settings(cache_dir=str(work / "cache-builder")))
-    ds = builtin_dataset(rt.samples, N_PER_LABEL, 10_000, labels=LABELS)
+    ds = builtin_dataset(rt.samples, N_PER_LABEL, 10_000, labels=LABELS, max_chars=600)  # 200-600 chars: 500 prose exist
     jsonl = work / "texts.jsonl"
     with jsonl.open("w") as fh:
         for text, label in zip(ds.texts, ds.labels, strict=True):

@@ -161,7 +161,11 @@ def test_cache_means_no_second_forward_pass(runtime, minilm, small_ds, ours):
     key, acts = compute_activations(runtime, EMBEDDED_ENCODER, small_ds, "first")
     assert key == ours[0] and minilm.forward_count == before
     np.testing.assert_array_equal(acts.pooled, ours[1].pooled)
-    # a different pooling is a different cache entry (and really different numbers)
+    # a different pooling is a different cache entry (and really different numbers); drop it from the
+    # persistent disk cache first so this run really extracts
+    from analysis.regions import activations_key
+
+    runtime.disk.cache.delete(activations_key(EMBEDDED_ENCODER, small_ds.content_hash, "mean", runtime.settings.max_tokens))
     _, mean_acts = compute_activations(runtime, EMBEDDED_ENCODER, small_ds, "mean")
     assert minilm.forward_count > before
     assert not np.allclose(mean_acts.pooled[3], acts.pooled[3])

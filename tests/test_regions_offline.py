@@ -220,5 +220,8 @@ def test_extraction_cancel_and_bad_pooling(minilm):
 
     with pytest.raises(Cancelled):
         extract(minilm, ["a b c", "d e"], "first", should_stop=lambda: True)
+    assert minilm.model.config._attn_implementation == "eager"  # SDPA only while extracting
+    acts = extract(minilm, ["a b c", "d e"], "first")
+    assert acts.pooled.shape == (7, 2, 384) and minilm.model.config._attn_implementation == "eager"
     with pytest.raises(InputError, match="Unknown pooling"):
         extract(minilm, ["a"], "max")

@@ -55,6 +55,8 @@ def test_more_components_give_a_correlation_graph(page_state):
     levels = [d["level"] for _, _, d in g.edges(data=True)]
     assert 0 not in levels  # layer 0 (CLS embedding) is constant: correlations undefined, no edges
     assert all(levels.count(lv) >= 14 for lv in range(1, 6))  # nearly all 16 pairs above rho = -1
+    fig, metrics, _ = cb.on_graph(store, ["prose"], 0.3)
+    assert "prose" in {t.name for t in fig.data} and "components" in fig.layout.xaxis.title.text
     bad = cb.on_reduce(acts, "pca", 40, 10, 42, None, None)
     assert bad[-1] is True and "n_components" in bad[-2]
 
