@@ -82,6 +82,7 @@ class LoadedSAE:
     d_sae: int
     meta: dict[str, Any]
     sparsity: torch.Tensor | None  # log10 feature density from training, when saved
+    center: bool = False  # trained on TransformerLens's centred residual stream (center_writing_weights)
 
     @property
     def label(self) -> str:
@@ -91,6 +92,8 @@ class LoadedSAE:
     def encode(self, acts: torch.Tensor) -> torch.Tensor:
         """Feature activations [..., d_sae] (sae-lens ``encode``, float32, on CPU)."""
         dtype = self.sae.W_enc.dtype
+        if self.center:  # HF's residual stream -> TransformerLens's centred one (mean over d_model removed)
+            acts = acts - acts.mean(-1, keepdim=True)
         return self.sae.encode(acts.to(self.sae.W_enc.device, dtype)).float().cpu()
 
     @torch.inference_mode()
@@ -180,6 +183,12 @@ def load_sae(ref: str, cache_dir: str | Path, device: str | torch.device = "cpu"
     cfg_meta = getattr(sae.cfg, "metadata", None)
     hook_name = getattr(cfg_meta, "hook_name", None) or getattr(sae.cfg, "hook_name", None) or ""
     model_name = getattr(cfg_meta, "model_name", None) or getattr(sae.cfg, "model_name", None) or ""
+    # TransformerLens's from_pretrained centres the residual stream (center_writing_weights, on by default);
+    # an SAE trained on it must see HF's residual stream with its per-token mean removed.
+    model_class = getattr(cfg_meta, "model_class_name", None)
+    tl_kwargs = getattr(cfg_meta, "model_from_pretrained_kwargs", None) or {}
+    centred = tl_kwargs.get("center_writing_weights", model_class == "HookedTransformer")
+    center = bool(centred) and "hook_resid" in hook_name
     loaded = LoadedSAE(
         ref=ref or EMBEDDED_SAE,
         sae=sae,
@@ -191,6 +200,7 @@ def load_sae(ref: str, cache_dir: str | Path, device: str | torch.device = "cpu"
         d_sae=int(sae.cfg.d_sae),
         meta=meta,
         sparsity=sparsity,
+        center=center,
     )
     with _lock:
         _cache[key] = loaded
@@ -236,8 +246,9 @@ def splice_edit(sae: LoadedSAE) -> Any:
     """A capture ``edits`` function that replaces the site's activation by the SAE reconstruction."""
 
     def edit(x: torch.Tensor) -> torch.Tensor:
-        recon = sae.sae.decode(sae.sae.encode(x.to(sae.sae.W_enc.dtype)))
-        return recon.to(x.dtype)
+        mean = x.mean(-1, keepdim=True) if sae.center else 0.0
+        recon = sae.sae.decode(sae.sae.encode((x - mean).to(sae.sae.W_enc.dtype)))
+        return (recon + mean).to(x.dtype)
 
     return edit
 
@@ -281,6 +292,8 @@ def evaluate_sae(lm: LoadedModel, sae: LoadedSAE, batches: list[torch.Tensor], s
     for ids in batches:
         clean = capture(lm, ids, [sae.site])
         x = clean.acts[sae.site].float()[:, skip_first:]  # BOS / attention sink excluded, as sae-lens evals do
+        if sae.center:
+            x = x - x.mean(-1, keepdim=True)
         feats = sae.encode(x)
         recon = sae.decode(feats).float().cpu()
         x = x.cpu()

@@ -29,7 +29,8 @@ TEXT = "The cat sat on the mat. Paris is the capital of France, and Rome is the 
 
 
 def make_sae(path: Path, d_in: int = 576, d_sae: int = 96, hook: str = "blocks.15.hook_resid_post",
-             model_name: str = "smollm2-135m-instruct", seed: int = 0, model_id: str | None = EMBEDDED_LM) -> str:
+             model_name: str = "smollm2-135m-instruct", seed: int = 0, model_id: str | None = EMBEDDED_LM,
+             model_class: str | None = None) -> str:
     """A randomly initialised sae-lens StandardSAE saved in sae-lens format (with a negative bias so
     it is sparse-ish)."""
     from sae_lens import StandardSAE, StandardSAEConfig
@@ -38,6 +39,8 @@ def make_sae(path: Path, d_in: int = 576, d_sae: int = 96, hook: str = "blocks.1
     cfg = StandardSAEConfig(d_in=d_in, d_sae=d_sae)
     cfg.metadata.hook_name = hook
     cfg.metadata.model_name = model_name
+    if model_class:
+        cfg.metadata.model_class_name = model_class
     sae = StandardSAE(cfg)
     with torch.no_grad():
         sae.b_enc.fill_(-2.0)
@@ -77,6 +80,18 @@ def test_activations_equal_sae_lens_encode_of_hf_hidden_state(runtime, smollm2, 
     assert acts.feats.shape == (len(acts.token_ids), 96)
     assert (reference > 0).any()
     torch.testing.assert_close(acts.feats, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_transformerlens_trained_sae_sees_the_centred_residual_stream(runtime, smollm2, tmp_path, settings):
+    """TransformerLens centres the residual stream (center_writing_weights): such an SAE encodes HF's
+    residual minus its per-token mean; an HF-trained SAE does not."""
+    tl = load_sae(make_sae(tmp_path / "tl", model_class="HookedTransformer"), settings.cache_dir)
+    hf = load_sae(make_sae(tmp_path / "hf", model_class="AutoModelForCausalLM"), settings.cache_dir)
+    assert tl.center and not hf.center
+    x = runtime.run(EMBEDDED_LM, TEXT, [tl.site]).act(tl.site)
+    with torch.inference_mode():
+        expected = tl.sae.encode(x - x.mean(-1, keepdim=True))
+    torch.testing.assert_close(text_activations(runtime, EMBEDDED_LM, tl, TEXT).feats, expected)
 
 
 def test_changing_feature_never_reruns(runtime, smollm2, sae):
