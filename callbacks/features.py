@@ -332,3 +332,10 @@ def on_search(_clicks, _submit, model, sample, sae_ref, token, scan_tokens):
 
 
 __all__ = ["dashboard", "feature_record", "SAEError"]
+
+
+@callback(Output({"type": "url-state", "page": P}, "data", allow_duplicate=True), Input(f"{P}-tab", "active_tab"),
+          State({"type": "url-state", "page": P}, "data"), prevent_initial_call=True)
+def on_tab(tab, state):
+    """The open tab is part of the link."""
+    return dict(state or {}, tab=tab)
