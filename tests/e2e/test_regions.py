@@ -6,9 +6,9 @@ from tests.e2e.conftest import screenshot
 
 
 def test_regions_extract_heatmap_graph(page, server_url):
-    page.goto(server_url + "/regions?n=5&layer=3")
+    page.goto(server_url + "/regions?n=8&layer=3")
     page.wait_for_selector("#regions-dataset-info strong")
-    assert "15 texts" in page.inner_text("#regions-dataset-info")
+    assert "24 texts" in page.inner_text("#regions-dataset-info")
     page.click("#regions-run")
     page.wait_for_function("document.querySelector('#regions-progress-text') && "
                            "document.querySelector('#regions-progress-text').innerText.includes('hidden states')",
