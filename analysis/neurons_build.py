@@ -168,17 +168,22 @@ class GroupState:
         masked = a if all_valid else a.masked_fill(~valid[..., None], -math.inf)
         # 1. top-k rows by their max, with the activation window around the max
         row_max, row_pos = masked.max(dim=1)  # [B, U]
-        idx = row_pos[..., None] + self.offsets  # [B, U, W]
-        inside = (idx >= 0) & (idx < t)
-        idx_c = idx.clamp(0, t - 1)
-        win = torch.gather(a.transpose(1, 2), 2, idx_c)  # [B, U, W]
-        ok = inside & torch.gather(valid[:, None, :].expand(b, u, t), 2, idx_c)
-        win = win.masked_fill(~ok, math.nan)
         k = self.top_vals.shape[0]
-        vals, sel = torch.topk(torch.cat([self.top_vals, row_max]), k, dim=0)
-        rows = torch.cat([self.top_row, row_ids[:, None].expand(b, u)]).gather(0, sel)
-        pos = torch.cat([self.top_pos, row_pos]).gather(0, sel)
-        wins = torch.cat([self.top_win, win]).gather(0, sel[..., None].expand(k, u, win.shape[-1]))
+        vals, sel = torch.topk(torch.cat([self.top_vals, row_max]), k, dim=0)  # [K, U]
+        is_new = sel >= k
+        old = sel.clamp(max=k - 1)
+        from_batch = (sel - k).clamp(min=0)
+        rows = torch.where(is_new, row_ids[from_batch], self.top_row.gather(0, old))
+        pos = torch.where(is_new, row_pos.gather(0, from_batch), self.top_pos.gather(0, old))
+        wins = self.top_win.gather(0, old[..., None].expand(-1, -1, self.top_win.shape[-1]))
+        # windows only for the (rank, unit) slots a row of this batch entered: usually few after warm-up
+        r_idx, u_idx = torch.nonzero(is_new, as_tuple=True)
+        if r_idx.numel():
+            b_idx = from_batch[r_idx, u_idx]
+            p = pos[r_idx, u_idx][:, None] + self.offsets  # [n, W]
+            pc = p.clamp(0, t - 1)
+            ok = (p >= 0) & (p < t) & valid[b_idx[:, None], pc]
+            wins[r_idx, u_idx] = a[b_idx[:, None], pc, u_idx[:, None]].masked_fill(~ok, math.nan)
         self.top_vals, self.top_row, self.top_pos, self.top_win = vals, rows, pos, wins
         # 2. which token carries the max of each row: kept for the top_tokens_k rows with the highest max
         row_tok = ids.gather(1, row_pos)  # [B, U]
