@@ -1,12 +1,114 @@
-"""Lens (/lens) — placeholder until the page lands."""
+"""Lens (/lens): logit lens and tuned lens grids — at which layer does the prediction form?"""
 
 from __future__ import annotations
 
 import dash
-from dash import html
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+import callbacks.lens  # noqa: F401 - registers the page's callbacks
+from analysis.lens import DIVERGENCES, RESIDUALS, STATISTICS
+from analysis.lens_train import TrainConfig
+from analysis.runtime import get_runtime
+from callbacks.common import model_labels, sample_rows
+from callbacks.lens import VIEWS
+from components.feedback import error_alert, loading
+from components.figures import graph
+from components.pickers import picker_row
+from components.urlstate import int_arg, url_state
 
 dash.register_page(__name__, path="/lens", name="Lens", title="Glassbox · Lens")
 
 
-def layout(**_query: str) -> html.Div:
-    return html.Div([html.H4("Lens"), html.P("This page is being built.", className="text-muted")])
+def _select(label: str, cid: str, options: dict[str, str], value: str, width: str = "220px") -> html.Div:
+    return html.Div([dbc.Label(label, html_for=cid, className="small text-muted mb-0"),
+                     dcc.Dropdown(id=cid, options=[{"label": v, "value": k} for k, v in options.items()],
+                                  value=value, clearable=False, style={"width": width})], className="gb-picker")
+
+
+def _pick(query: dict, key: str, allowed: dict, default: str) -> str:
+    value = query.get(key)
+    return value if value in allowed else default
+
+
+def layout(**query: str) -> html.Div:
+    runtime = get_runtime()
+    settings = runtime.settings
+    model = query.get("model") or settings.default_model
+    sample = query.get("sample") or runtime.samples.default_sample_id()
+    stat = _pick(query, "stat", STATISTICS, "kl_final")
+    view = _pick(query, "view", VIEWS, "logit")
+    residual = _pick(query, "residual", RESIDUALS, "resid")
+    div = _pick(query, "div", DIVERGENCES, "js")
+    start = int_arg(query.get("start"), 0, 0, settings.max_tokens)
+    width = int_arg(query.get("width"), 64, 1, 256)
+    models = [m for m in settings.models if "minilm" not in m.lower()] or settings.models
+    controls = dbc.Row(
+        [
+            dbc.Col(_select("Colour = statistic", "lens-stat", STATISTICS, stat, "240px"), md="auto"),
+            dbc.Col(_select("View", "lens-view", VIEWS, view, "210px"), md="auto"),
+            dbc.Col(_select("Stream", "lens-residual", RESIDUALS, residual, "330px"), md="auto"),
+            dbc.Col(_select("Divergence", "lens-div", DIVERGENCES, div, "200px"), md="auto", id="lens-div-col"),
+            dbc.Col(html.Div([dbc.Label("Tuned lens", html_for="lens-source", className="small text-muted mb-0"),
+                              dbc.Input(id="lens-source", value=query.get("source") or "", debounce=True, size="sm",
+                                        placeholder="trained here · folder · hub id", style={"width": "260px"})],
+                             className="gb-picker"), md="auto"),
+        ],
+        className="g-2 mb-2 align-items-end",
+    )
+    window = dbc.Row(
+        [
+            dbc.Col(html.Div([dbc.Label("Window start (position)", html_for="lens-start", className="small text-muted mb-0"),
+                              dcc.Slider(id="lens-start", min=0, max=max(start, 1), step=1, value=start,
+                                         marks=None, updatemode="mouseup")]), md=6),
+            dbc.Col(html.Div([dbc.Label("Width", html_for="lens-width", className="small text-muted mb-0"),
+                              dbc.Input(id="lens-width", type="number", min=1, max=256, step=1, value=width,
+                                        debounce=True, size="sm", style={"width": "90px"})]), md="auto"),
+            dbc.Col(html.Div([html.Span("Export grid", className="small text-muted me-2"),
+                              dbc.ButtonGroup([dbc.Button(f, id=f"lens-export-{f.lower()}", size="sm", outline=True,
+                                                          color="secondary", n_clicks=0,
+                                                          title=f"Download the grid as {f} (paper theme)")
+                                               for f in ("SVG", "PNG", "PDF")]),
+                              dcc.Download(id="lens-download")], className="d-flex align-items-center"),
+                    md="auto", className="ms-auto"),
+        ],
+        className="g-2 mb-2 align-items-end",
+    )
+    train = dbc.Card(
+        dbc.CardBody([
+            html.Div([html.B("Train a tuned lens", className="me-2"),
+                      html.Span("tuned-lens's TunedLens + KL-to-final objective on the built-in offline corpus; "
+                                "saved in tuned-lens format and used as the tuned lens above.",
+                                className="small text-muted")]),
+            html.Div([
+                dbc.Label("Steps", html_for="lens-train-steps", className="small text-muted mb-0 me-2"),
+                dbc.Input(id="lens-train-steps", type="number", min=1, max=2000, value=TrainConfig().steps, size="sm",
+                          style={"width": "90px"}, className="me-2"),
+                dbc.Button("Train", id="lens-train", size="sm", color="primary", className="me-2"),
+                dbc.Button("Cancel", id="lens-train-cancel", size="sm", color="secondary", outline=True, disabled=True,
+                           className="me-3"),
+                dbc.Progress(id="lens-train-progress", value=0, label="", style={"height": "18px", "flex": "1"}),
+            ], className="d-flex align-items-center mt-2"),
+            html.Div(id="lens-train-msg", className="small mt-2"),
+        ]),
+        className="mt-3",
+    )
+    return html.Div(
+        [
+            html.Div([html.H4("Lens", className="mb-0 me-3"),
+                      html.Span("What would the model predict if it stopped at this layer? Cell = top token; "
+                                "hover for the top-10.", className="text-muted small")],
+                     className="d-flex align-items-baseline mb-2"),
+            error_alert("lens-error"),
+            picker_row("lens", models, model, sample_rows(runtime), sample, "", model_labels()),
+            controls,
+            window,
+            html.Div(id="lens-note", className="small text-muted mb-1"),
+            loading(graph(None, "lens-grid", "lens-grid")),
+            loading(graph(None, "lens-summary", "lens-summary", height=330)),
+            train,
+            dcc.Store(id="lens-trained"),
+            url_state("lens", {}),
+        ],
+        className="gb-lens",
+    )

@@ -1,0 +1,174 @@
+"""Lens figures from plain data: the layer x position grid, the difference grid, per-layer curves.
+
+Input is the JSON-friendly dict of ``LensGrid.to_dict()`` plus top-k lists (no torch here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from components.figures import CATEGORY_COLOURS, themed
+
+# statistic -> (colour scale, reversed?, fixed range or None); "good" predictions are always dark.
+STAT_STYLE: dict[str, tuple[str, tuple[float, float] | None]] = {
+    "max_prob": ("Blues", (0.0, 1.0)),
+    "entropy": ("Viridis_r", None),
+    "kl_final": ("Viridis_r", None),
+    "rank": ("Viridis_r", None),  # shown as log10(rank)
+    "logprob": ("Viridis", None),
+    "cross_entropy": ("Viridis_r", None),
+    "js": ("Reds", None),
+    "kl": ("Reds", None),
+}
+CELL_CHARS = 7
+
+
+def show_token(tok: str, limit: int | None = None) -> str:
+    """A token made visible: newlines/tabs as symbols, a leading space as a middle dot."""
+    out = tok.replace("\n", "↵").replace("\t", "⇥").replace("\r", "")
+    if out.startswith(" "):
+        out = "·" + out[1:]
+    if out == "":
+        out = "∅"
+    if limit is not None and len(out) > limit:
+        out = out[: limit - 1] + "…"
+    return out
+
+
+def _hover(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: np.ndarray, values: np.ndarray,
+           stat_label: str, tokens: Sequence[str], next_tokens: Sequence[str], labels: Sequence[str],
+           start: int) -> list[list[str]]:
+    rows = []
+    for r, row in enumerate(top_tokens):
+        out_row = []
+        for t, cell in enumerate(row):
+            head = (f"<b>{labels[r]}</b> · pos {start + t} {show_token(tokens[t])!r} → next "
+                    f"{show_token(next_tokens[t]) if next_tokens[t] else '—'!r}<br>{stat_label}: {_fmt(values[r][t])}<br>")
+            lines = [f"{show_token(tok, 18):<18} {float(top_probs[r][t][i]):.3f}" for i, tok in enumerate(cell)]
+            out_row.append(head + "<br>".join(lines))
+        rows.append(out_row)
+    return rows
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.4g}"
+
+
+def _x_labels(tokens: Sequence[str], start: int) -> list[str]:
+    return [f"{show_token(tok, 10)}<span style='font-size:0'>{start + i}</span>" for i, tok in enumerate(tokens)]
+
+
+def grid_heatmap(data: dict, stat_label: str, top_probs: np.ndarray | None = None,
+                 top_k_tokens: list | None = None, showscale: bool = True, colorbar_x: float | None = None,
+                 values_override: np.ndarray | None = None, style_key: str | None = None) -> go.Heatmap:
+    """One heatmap trace: colour = the statistic, text = top-1 token, hover = top-k with probabilities."""
+    values = np.array([[np.nan if v is None else v for v in row] for row in
+                       (values_override if values_override is not None else data["values"])], dtype=float)
+    key = style_key or data["statistic"]
+    scale, fixed = STAT_STYLE.get(key, ("Viridis", None))
+    z = np.log10(values) if key == "rank" else values
+    finite = z[np.isfinite(z)]
+    zmin, zmax = fixed if fixed else ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
+    text = [[show_token(tok, CELL_CHARS) for tok in row] for row in data["top_tokens"]]
+    hover = None
+    if top_probs is not None and top_k_tokens is not None:
+        hover = _hover(top_k_tokens, top_probs, values, stat_label, data["tokens"], data["next_tokens"],
+                       data["layer_labels"], data["start"])
+    colorbar = dict(title=dict(text=("log10 rank" if key == "rank" else stat_label), side="right"), thickness=12)
+    if colorbar_x is not None:
+        colorbar["x"] = colorbar_x
+    return go.Heatmap(
+        z=z, x=list(range(len(data["tokens"]))), y=list(range(len(data["layer_labels"]))),
+        text=text, texttemplate="%{text}", textfont=dict(size=9),
+        hovertext=hover, hoverinfo="text" if hover else "z",
+        hovertemplate=None if hover else "%{z:.3f}<extra></extra>",
+        colorscale=scale, zmin=zmin, zmax=zmax, showscale=showscale, colorbar=colorbar, xgap=1, ygap=1,
+    )
+
+
+def _axes(fig: go.Figure, data: dict, row: int | None = None, col: int | None = None) -> None:
+    kw = {"row": row, "col": col} if row else {}
+    n_rows = len(data["layer_labels"])
+    step = 1 if n_rows <= 16 else 2
+    ticks = list(range(0, n_rows - 1, step)) + [n_rows - 1]
+    fig.update_yaxes(tickvals=ticks, ticktext=[data["layer_labels"][i] for i in ticks], title_text="layer",
+                     tickfont=dict(size=10), **kw)
+    fig.update_xaxes(tickvals=list(range(len(data["tokens"]))), ticktext=[show_token(t, 10) for t in data["tokens"]],
+                     tickangle=-60, tickfont=dict(size=10, family="ui-monospace, Menlo, monospace"), **kw)
+
+
+def grid_height(n_rows: int, panels: int = 1) -> int:
+    return int(140 + panels * (18 * n_rows + 40))
+
+
+def grid_figure(data: dict, stat_label: str, title: str, top_probs: np.ndarray | None = None,
+                top_k_tokens: list | None = None) -> go.Figure:
+    """The layer x position grid of one lens."""
+    fig = go.Figure(grid_heatmap(data, stat_label, top_probs, top_k_tokens))
+    _axes(fig, data)
+    themed(fig, title)
+    fig.update_layout(height=grid_height(len(data["layer_labels"])), margin=dict(l=70, r=20, t=50, b=110),
+                      width=None)
+    return fig
+
+
+def pair_figure(panels: list[tuple[dict, str, np.ndarray | None, list | None]], stat_label: str,
+                title: str) -> go.Figure:
+    """Several lens grids of one window stacked (logit above tuned), one shared colour range."""
+    n = len(panels)
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[sub for _, sub, _, _ in panels])
+    all_vals = np.concatenate([np.array([[np.nan if v is None else v for v in r] for r in d["values"]], float).ravel()
+                               for d, _, _, _ in panels])
+    for i, (data, _, probs, topk) in enumerate(panels, start=1):
+        trace = grid_heatmap(data, stat_label, probs, topk, showscale=i == 1)
+        key = data["statistic"]
+        fin = all_vals[np.isfinite(all_vals)]
+        if key != "max_prob" and fin.size:
+            lo, hi = (np.log10(fin.min()), np.log10(fin.max())) if key == "rank" else (fin.min(), fin.max())
+            trace.update(zmin=float(lo), zmax=float(hi))
+        fig.add_trace(trace, row=i, col=1)
+        _axes(fig, data, row=i, col=1)
+    themed(fig, title)
+    fig.update_layout(height=grid_height(len(panels[0][0]["layer_labels"]), n), margin=dict(l=70, r=20, t=60, b=110))
+    return fig
+
+
+def difference_figure(data: dict, div: np.ndarray, div_label: str, title: str) -> go.Figure:
+    """Per-cell divergence between the two lenses; text = the tuned lens's top token."""
+    trace = grid_heatmap(data, div_label, values_override=div, style_key="js")
+    vals = np.asarray(div, dtype=float)
+    hover = [[f"<b>{data['layer_labels'][r]}</b> · pos {data['start'] + t} {show_token(data['tokens'][t])!r}<br>"
+              f"{div_label}: {vals[r, t]:.4f}<br>tuned top: {show_token(data['top_tokens'][r][t])!r}"
+              for t in range(vals.shape[1])] for r in range(vals.shape[0])]
+    trace.update(hovertext=hover, hoverinfo="text", hovertemplate=None)
+    fig = go.Figure(trace)
+    _axes(fig, data)
+    themed(fig, title)
+    fig.update_layout(height=grid_height(len(data["layer_labels"])), margin=dict(l=70, r=20, t=50, b=110))
+    return fig
+
+
+def summary_figure(curves: dict[str, dict[str, list[float]]], labels: Sequence[str], title: str) -> go.Figure:
+    """Mean KL to final and mean cross-entropy by layer, one line per lens."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["mean KL to final (nats)", "mean cross-entropy (nats)"])
+    for i, (lens, curve) in enumerate(curves.items()):
+        colour = CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)]
+        for col, key in ((1, "kl_final"), (2, "cross_entropy")):
+            ys = [None if (v is None or not math.isfinite(v)) else v for v in curve[key]]
+            fig.add_trace(go.Scatter(x=list(labels), y=ys, mode="lines+markers", name=f"{lens} lens",
+                                     line=dict(color=colour), marker=dict(size=5), showlegend=col == 1,
+                                     legendgroup=lens), row=1, col=col)
+    themed(fig, title)
+    fig.update_xaxes(tickangle=-60, tickfont=dict(size=9))
+    fig.update_yaxes(type="log")  # the embedding row is 10-100x the rest
+    fig.update_layout(height=330, legend=dict(orientation="h", y=1.18, x=1, xanchor="right"),
+                      margin=dict(l=60, r=20, t=80, b=70))
+    return fig

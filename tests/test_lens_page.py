@@ -1,0 +1,63 @@
+"""Lens page callbacks (called as functions), export, and training on the real embedded SmolLM2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from analysis.lens_lenses import load_tuned_lens
+from analysis.lens_train import TrainConfig, train_tuned_lens
+from analysis.settings import EMBEDDED_LM
+from callbacks import lens as cb
+
+TEXT = "Water boils at one hundred degrees Celsius at sea level, and freezes at zero."
+
+
+def test_logit_view_figures(runtime):
+    out = cb.build_view(EMBEDDED_LM, "user", TEXT, "max_prob", "logit", "resid", "js", 0, 8, None)
+    heat = out["figure"].data[0]
+    assert heat.type == "heatmap" and np.asarray(heat.z).shape == (31, 8)
+    assert len(heat.text) == 31 and len(heat.text[0]) == 8
+    assert "0.000" not in heat.hovertext[0][0] or "·" in heat.hovertext[0][0]
+    assert heat.hovertext[-1][0].count("<br>") >= 11  # header + statistic + top-10 lines
+    assert float(np.nanmax(heat.z)) <= 1.0 and heat.zmin == 0.0
+    assert out["summary"].data[0].name == "logit lens" and len(out["summary"].data[0].y) == 31
+    assert out["n_cols"] == 8 and "positions 0–7" in out["note"]
+
+
+def test_update_reports_bad_width_and_keeps_state(runtime):
+    fig, _summary, _max, _note, msg, is_open, state, _style = cb.update(
+        EMBEDDED_LM, "user", TEXT, "entropy", "logit", "resid", "js", 0, 999, "", None)
+    assert is_open and "between 1 and 256" in msg
+    assert state["stat"] == "entropy" and state["width"] == 999
+    _f, _s, _m, _n, msg, is_open, _st, _ = cb.update(EMBEDDED_LM, "user", TEXT, "entropy", "tuned", "resid", "js",
+                                                     0, 8, "/nonexistent/lens", None)
+    assert is_open and "lens" in msg.lower()
+
+
+def test_export_svg_has_tokens(runtime):
+    out = cb.build_view(EMBEDDED_LM, "user", TEXT, "kl_final", "logit", "resid", "js", 0, 6, None, paper=True)
+    svg = cb.export_bytes(out, "svg").decode()
+    assert svg.startswith("<svg") and "Water" in svg
+    assert out["figure"].data[0].hovertext is None
+
+
+def test_training_saves_tuned_lens_format_and_loads_back(runtime, smollm2, tmp_path):
+    cfg = TrainConfig(steps=2, seq_len=16, batch_size=1, train_chars=4000, heldout_texts=1, out=str(tmp_path / "lens"),
+                      warmup_steps=0, lr=1e-3)
+    seen = []
+    result = train_tuned_lens(runtime, cfg, progress=lambda d, t, loss: seen.append((d, t, loss)))
+    assert [s[0] for s in seen] == [1, 2] and all(np.isfinite(s[2]) for s in seen)
+    assert result.steps_done == 2 and result.tokens_seen == 32 and not result.cancelled
+    assert (tmp_path / "lens" / "params.pt").exists()
+    config = json.loads((tmp_path / "lens" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 30 and config["d_model"] == 576
+    lens = load_tuned_lens(smollm2, str(tmp_path / "lens"))
+    assert any(float(p.abs().sum()) > 0 for p in lens.parameters())  # it moved away from the identity
+    state = torch.load(tmp_path / "lens" / "params.pt", weights_only=True)
+    assert set(state) == {f"{i}.{w}" for i in range(30) for w in ("weight", "bias")}
+    assert len(result.per_layer_kl_logit) == 30 and result.heldout_kl_logit > 0
+    # the first translator is at identity + one small step: its KL barely differs from the logit lens
+    assert abs(result.per_layer_kl_tuned[-1] - result.per_layer_kl_logit[-1]) < result.per_layer_kl_logit[-1]
