@@ -1,5 +1,5 @@
 """Regions vs LLM-MRI 0.2.1, end to end, on the same 1,000 labeled texts (500 pydoc prose, 500 stdlib
-code), all-MiniLM-L6-v2, first-token pooling, PCA 2-D, grid 10; one run each, each in its own child
+code chunks of 200-600 characters), all-MiniLM-L6-v2, first-token pooling, PCA 2-D, grid 10; one run each, in its own child
 process (wall time around the process, peak RSS from ``wait4``), plus the floor: one plain batched
 forward pass over the same texts (batches of 64 in dataset order, dynamic padding).
 
