@@ -225,3 +225,14 @@ def test_extraction_cancel_and_bad_pooling(minilm):
     assert acts.pooled.shape == (7, 2, 384) and minilm.model.config._attn_implementation == "eager"
     with pytest.raises(InputError, match="Unknown pooling"):
         extract(minilm, ["a"], "max")
+
+
+def test_page_upload_stores_dataset_for_the_job(runtime):
+    from analysis.regions import dataset_key_from_summary, load_dataset
+    from callbacks import regions as cb
+
+    summary = cb.load_dataset("upload", None, _data_url("text,label\nalpha beta,x\ngamma,y\ndelta,y\n"), "mine.csv",
+                              None, None, None)
+    assert summary["n"] == 3 and summary["counts"] == {"x": 1, "y": 2} and summary["source"] == "mine.csv"
+    ds = load_dataset(runtime, dataset_key_from_summary(summary))
+    assert ds.texts[0] == "alpha beta" and ds.content_hash == summary["key"]
