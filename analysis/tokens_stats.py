@@ -29,6 +29,8 @@ def iqr_outliers(x: torch.Tensor | np.ndarray, factor: float = IQR_FACTOR) -> to
     outlier when it lies below Q1 - factor*IQR or above Q3 + factor*IQR of that group. Zeros and
     groups with fewer than 4 values never produce outliers.
     """
+    if np.ndim(x) == 1:  # one vector: numpy, no torch thread-pool round trips (hot path)
+        return torch.from_numpy(_iqr_outliers_1d(np.asarray(x, dtype=np.float32), factor))
     t = torch.as_tensor(x, dtype=torch.float32)
     squeeze = t.ndim == 1
     rows = t.reshape(1, -1) if squeeze else t.reshape(t.shape[0], -1)
@@ -42,6 +44,18 @@ def iqr_outliers(x: torch.Tensor | np.ndarray, factor: float = IQR_FACTOR) -> to
         out = group & enough & ((rows < q1 - factor * iqr) | (rows > q3 + factor * iqr))
         mask |= out
     return mask.reshape(t.shape) if not squeeze else mask[0]
+
+
+def _iqr_outliers_1d(v: np.ndarray, factor: float) -> np.ndarray:
+    mask = np.zeros(v.shape, dtype=bool)
+    for group in (v < 0, v > 0):
+        vals = v[group]
+        if vals.size < 4:
+            continue
+        q1, q3 = np.quantile(vals, [0.25, 0.75])
+        iqr = q3 - q1
+        mask |= group & ((v < q1 - factor * iqr) | (v > q3 + factor * iqr))
+    return mask
 
 
 def normalize(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -68,8 +82,8 @@ def normalize(x: torch.Tensor, mode: str) -> torch.Tensor:
 
 def median_token(x: torch.Tensor) -> int:
     """Index of the token whose activation sum (sum of |x|) is the median over tokens."""
-    sums = x.abs().sum(dim=-1)
-    order = torch.argsort(sums)
+    sums = np.abs(np.asarray(x)).sum(axis=-1)
+    order = np.argsort(sums, kind="stable")
     return int(order[(len(order) - 1) // 2])
 
 
@@ -135,11 +149,11 @@ def density(x: torch.Tensor, selected: int, value_bins: int = 64) -> Density:
     arr = x.numpy()
     # Bins span the 0.1-99.9 percentile range: one massive activation (an attention sink's
     # residual reaches ~700 in SmolLM2) would otherwise put every other value into one bin.
-    lo, hi = (float(v) for v in np.percentile(arr, [0.1, 99.9]))
+    lo, hi = (float(v) for v in np.percentile(arr, [0.1, 99.9], method="nearest"))
     if hi <= lo:
         lo, hi = float(arr.min()), float(arr.max()) if arr.max() > arr.min() else float(arr.min()) + 1.0
     edges = np.linspace(lo, hi, value_bins + 1)
-    idx = np.clip(np.searchsorted(edges, arr, side="right") - 1, 0, value_bins - 1)  # [T, d]
+    idx = np.clip(((arr - lo) * (value_bins / (hi - lo))).astype(np.int64), 0, value_bins - 1)  # [T, d]
     d = arr.shape[1]
     flat = (idx * d + np.arange(d)[None, :]).ravel()
     counts = np.bincount(flat, minlength=value_bins * d).reshape(value_bins, d).astype(np.int32)

@@ -108,6 +108,7 @@ def _n_tokens(model_id: str, text: str) -> int:
 
 
 _specs: dict[str, AttnSpec] = {}
+_sites: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
 
 def _spec(lm: LoadedModel) -> AttnSpec:
@@ -140,7 +141,10 @@ def open_runs(model_id: str, samples: Any, user_text: str | None,
     kinds = page_kinds(lm.info, longest, runtime.settings.run_cache_bytes // 2)
     light = kinds != SITE_KINDS
     wanted = tuple(sorted(set(kinds) | (extra_kinds or set()), key=SITE_KINDS.index))
-    sites = page_sites(lm, wanted)
+    key = (model_id, wanted)
+    if key not in _sites:
+        _sites[key] = page_sites(lm, wanted)
+    sites = _sites[key]
     runs = [runtime.run(model_id, t, sites) for t in texts]
     return lm, runs, titles, light
 
@@ -268,7 +272,7 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
     x = site_matrix(run, kind, req.layer, norm)
     dim_i = req.dim if req.dim < x.shape[1] else None
     if tab == "hist":
-        hist = dataclasses.asdict(histogram(x, req.pos, dim_i))
+        hist = dict(vars(histogram(x, req.pos, dim_i)))  # shallow: asdict deep-copies every list
         fig = histogram_figure(hist, f"Histogram · {where} · token #{req.pos} vs median token")
         return [header, graph(fig, "tokens-hist", "tokens-histogram", 300),
                 outlier_list(hist["outlier_dims"], hist["outlier_values"])]
