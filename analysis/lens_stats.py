@@ -67,10 +67,10 @@ class _Buffers:
     def __init__(self) -> None:
         self.shape: tuple[int, int] | None = None
 
-    def get(self, n: int, v: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.shape is None or self.shape[0] < n or self.shape[1] != v:
-            self.logits, self.exp = torch.empty(n, v), torch.empty(n, v)
-            self.mask = torch.empty(n, v, dtype=torch.bool)
+    def get(self, n: int, v: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.shape is None or self.shape[0] < n or self.shape[1] != v or self.logits.device != torch.device(device):
+            self.logits, self.exp = torch.empty(n, v, device=device), torch.empty(n, v, device=device)
+            self.mask = torch.empty(n, v, dtype=torch.bool, device=device)
             self.shape = (n, v)
         return self.logits[:n], self.exp[:n], self.mask[:n]
 
@@ -87,17 +87,20 @@ def _reduce(
 
     ``final_dot[n]`` = sum_v p_f(v) logit_v for each row; ``final_neg_entropy[n]`` = sum p_f log p_f.
     """
-    _, e, mask = bufs.get(*logits.shape)
+    dev = logits.device
+    _, e, mask = bufs.get(*logits.shape, device=dev)
     top_vals, top_ids = logits.topk(k, dim=-1)
-    m = top_vals[:, :1]
+    m_dev = top_vals[:, :1]
     valid = targets >= 0
-    tgt_logit = logits.gather(1, targets.clamp(min=0)[:, None])
-    torch.gt(logits, tgt_logit, out=mask)
-    rank = torch.count_nonzero(mask, dim=-1) + 1
-    s = logits.sub_(m)  # shifted logits, max 0
+    tgt_dev = logits.gather(1, targets.clamp(min=0).to(dev)[:, None])
+    torch.gt(logits, tgt_dev, out=mask)
+    rank = (torch.count_nonzero(mask, dim=-1) + 1).cpu()
+    s = logits.sub_(m_dev)  # shifted logits, max 0
     torch.exp(s, out=e)
-    z = e.sum(-1).double()
-    es = torch.linalg.vecdot(e, s).double()
+    # per-row numbers go to the CPU for the float64 part (MPS has no float64)
+    z = e.sum(-1).cpu().double()
+    es = torch.linalg.vecdot(e, s).cpu().double()
+    top_vals, top_ids, m, tgt_logit = top_vals.cpu(), top_ids.cpu(), m_dev.cpu(), tgt_dev.cpu()
     lse = torch.log(z)  # log-sum-exp of the shifted logits
     out = {
         "top_ids": top_ids,
@@ -120,6 +123,8 @@ def final_terms(final_logits: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     softmax or one long float32 accumulation gives KL errors of 5e-4..3e-3 nats on SmolLM2. This costs
     about one float32 unembedding of the window, once per window (not per layer).
     """
+    final_logits, weight = final_logits.cpu(), weight.cpu()  # float64 work happens on the CPU
+    bias = bias.cpu() if bias is not None else None
     logp = final_logits.double().log_softmax(-1)
     p = logp.exp()
     u = torch.zeros(p.shape[0], weight.shape[1], dtype=torch.float64)
@@ -173,17 +178,17 @@ def stream_stats(
     for c0 in range(0, n_cells, step):
         hc = hidden[c0 : c0 + step]
         pos = torch.from_numpy(cell_pos[c0 : c0 + step])
-        logits = bufs.get(hc.shape[0], w.shape[0])[0]
+        logits = bufs.get(hc.shape[0], w.shape[0], device=hc.device)[0]
         torch.matmul(hc, w.T, out=logits)
         if b is not None:
             logits += b
-        dot = torch.linalg.vecdot(hc.double(), u[pos]) + pb[pos]
+        dot = torch.linalg.vecdot(hc.cpu().double(), u[pos]) + pb[pos]
         out = _reduce(logits, k, tgt[pos], dot, neg_h[pos], bufs)
         store(cell_row[c0 : c0 + step], cell_pos[c0 : c0 + step], out)
     if final_row:
         r = n_rows - 1
         for t0 in range(0, n_pos, step):
-            logits = final_logits[t0 : t0 + step].float().clone()
+            logits = final_logits[t0 : t0 + step].to(w.device).float().clone()
             out = _reduce(logits, k, tgt[t0 : t0 + step], None, None, bufs)
             out["kl"] = torch.zeros(logits.shape[0], dtype=torch.float64)
             n = logits.shape[0]
@@ -218,11 +223,11 @@ def pair_divergence(
             lpa, lpb = la.log_softmax(-1), lb.log_softmax(-1)
             pa = lpa.exp()
             if kind == "kl":
-                vals.append(torch.linalg.vecdot(pa, lpa - lpb).double())
+                vals.append(torch.linalg.vecdot(pa, lpa - lpb).cpu().double())
                 continue
             pb_ = lpb.exp()
             lm = torch.logaddexp(lpa, lpb) - math.log(2.0)  # log of the mixture, finite where p underflows
             js = 0.5 * torch.linalg.vecdot(pa, lpa - lm) + 0.5 * torch.linalg.vecdot(pb_, lpb - lm)
-            vals.append(js.double())
+            vals.append(js.cpu().double())
         out_rows.append(torch.cat(vals).numpy())
     return np.stack(out_rows)
