@@ -127,6 +127,7 @@ def train_embedded_sae(settings: Settings, options: TrainOptions) -> dict[str, A
             hook_name=f"model.layers.{options.layer}",
             dataset_path=str(work / "data"),
             is_dataset_tokenized=False,
+            exclude_special_tokens=True,  # BOS/separators: huge-norm attention sinks would dominate the MSE
             streaming=False,
             context_size=options.context_size,
             training_tokens=options.tokens,
@@ -151,7 +152,7 @@ def train_embedded_sae(settings: Settings, options: TrainOptions) -> dict[str, A
         meta = {
             "model_id": EMBEDDED_LM,
             "hook_name": cfg.hook_name,
-            "training_tokens": options.tokens,
+            "training_tokens_requested": options.tokens,  # fewer were seen when time_budget_hit
             "d_sae": options.d_sae,
             "k": options.k,
             "context_size": options.context_size,

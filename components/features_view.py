@@ -85,8 +85,12 @@ def sae_info(info: dict[str, Any]) -> html.Div:
     if "l0" in metrics:
         bits.append(
             f" · L0 {metrics['l0']:.1f} · explained variance {metrics['explained_variance']:.3f}"
-            f" · loss recovered {metrics['loss_recovered']:.3f} · trained on {metrics.get('training_tokens', 0):,} tokens"
+            f" · loss recovered {metrics['loss_recovered']:.3f}"
         )
+        asked = metrics.get("training_tokens_requested", metrics.get("training_tokens"))
+        if asked:
+            stop = f" (stopped by the {metrics.get('max_minutes')}-min budget)" if metrics.get("time_budget_hit") else ""
+            bits.append(f" · trained with sae-lens, {asked:,} tokens requested{stop}")
     return html.Div(bits, className="small mb-2", id="features-sae-info")
 
 
