@@ -19,7 +19,7 @@ HUGE = "lorem ipsum " * 8334  # 100,008 characters
 UNEXPECTED = "Something went wrong"  # callbacks.common.friendly's wording for an unexpected exception
 
 
-def _random_unicode(seed: int = 0, n: int = 300) -> str:
+def _random_unicode(seed: int = 0, n: int = 120) -> str:
     """Control characters, RTL marks, combining marks, CJK, emoji, a NUL and a lone surrogate."""
     rng = random.Random(seed)
     pool = [chr(c) for c in range(0, 32)] + ["\u202e", "\u200b", "\u0301", "\ufeff", "\U0001f600", "\U0001f9ea",
@@ -98,7 +98,7 @@ def test_tokens_random_unicode(tokens_cb, smollm2):
     if is_open:
         _clear(msg)
     else:
-        assert meta["lengths"][0] > 10
+        assert meta["lengths"][0] > 5
     _tokens_ok(tokens_cb)
 
 
