@@ -223,7 +223,7 @@ def write_units(conn: Any, scanner: Scanner, groups: list[Group], cfg: IndexConf
         unit_rows = [(g.name, u, hi_l[u], lo_l[u], mean[u], frac[u], json.dumps([round(x, 5) for x in qs[u]]),
                       json.dumps(tops[u])) for u in range(g.width)]
         vals, rows, pos = st.top_vals.cpu().numpy(), st.top_row.cpu().numpy(), st.top_pos.cpu().numpy()
-        wins = st.top_win.cpu().numpy().astype(np.float16)
+        wins = st.top_win.permute(0, 2, 1).contiguous().cpu().numpy().astype(np.float16)  # [rank, unit, window]
         snippet_rows = [(g.name, u, r, int(rows[r, u]), int(pos[r, u]), float(vals[r, u]), wins[r, u].tobytes())
                         for u in range(g.width) for r in range(vals.shape[0]) if rows[r, u] >= 0]
         token_rows = [(t[0], g.name, u, t[1], t[2]) for u in range(g.width) for t in tops[u]]

@@ -146,7 +146,7 @@ class GroupState:
         self.top_vals = torch.full((k, width), -math.inf, device=device)
         self.top_row = torch.full((k, width), -1, dtype=torch.long, device=device)
         self.top_pos = torch.zeros((k, width), dtype=torch.long, device=device)
-        self.top_win = torch.full((k, width, w), math.nan, device=device)
+        self.top_win = torch.full((k, w, width), math.nan, device=device)  # [rank, window, unit]
         self.tok_vals = torch.full((m, width), -math.inf, device=device)
         self.tok_ids = torch.full((m, width), -1, dtype=torch.long, device=device)
         self.counts = torch.zeros((width, N_BINS + 2), dtype=torch.int64, device=device)
@@ -175,15 +175,14 @@ class GroupState:
         from_batch = (sel - k).clamp(min=0)
         rows = torch.where(is_new, row_ids[from_batch], self.top_row.gather(0, old))
         pos = torch.where(is_new, row_pos.gather(0, from_batch), self.top_pos.gather(0, old))
-        wins = self.top_win.gather(0, old[..., None].expand(-1, -1, self.top_win.shape[-1]))
-        # windows only for the (rank, unit) slots a row of this batch entered: usually few after warm-up
-        r_idx, u_idx = torch.nonzero(is_new, as_tuple=True)
-        if r_idx.numel():
-            b_idx = from_batch[r_idx, u_idx]
-            p = pos[r_idx, u_idx][:, None] + self.offsets  # [n, W]
-            pc = p.clamp(0, t - 1)
-            ok = (p >= 0) & (p < t) & valid[b_idx[:, None], pc]
-            wins[r_idx, u_idx] = a[b_idx[:, None], pc, u_idx[:, None]].masked_fill(~ok, math.nan)
+        # windows [B, W, U] around every row's max: one gather along T on a NaN-padded copy (U contiguous)
+        w = self.offsets.shape[0]
+        padded = torch.full((b, t + w - 1, u), math.nan, device=a.device)
+        padded[:, self.cfg.before : self.cfg.before + t] = a if all_valid else a.masked_fill(~valid[..., None], math.nan)
+        batch_win = padded.gather(1, row_pos[:, None, :] + torch.arange(w, device=a.device)[None, :, None])
+        index = (k, w, u)
+        wins = torch.where(is_new[:, None, :], batch_win.gather(0, from_batch[:, None, :].expand(index)),
+                           self.top_win.gather(0, old[:, None, :].expand(index)))
         self.top_vals, self.top_row, self.top_pos, self.top_win = vals, rows, pos, wins
         # 2. which token carries the max of each row: kept for the top_tokens_k rows with the highest max
         row_tok = ids.gather(1, row_pos)  # [B, U]

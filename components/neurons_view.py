@@ -90,7 +90,7 @@ def logit_figure(effects: dict[str, list[dict[str, Any]]] | None) -> go.Figure:
                 orientation="h", marker_color=CATEGORY_COLOURS[0], name="suppresses",
                 hovertemplate="%{y}: %{x:.3f}<extra></extra>")
     fig.update_layout(height=460, barmode="overlay", xaxis_title="direct logit effect of W_out row",
-                      legend=dict(orientation="h", y=1.08), margin=dict(l=110, r=10, t=50, b=40))
+                      legend=dict(orientation="h", y=1.08, x=1, xanchor="right"), margin=dict(l=110, r=10, t=50, b=40))
     return themed(fig, "Output-logit effects")
 
 

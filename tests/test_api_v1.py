@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from analysis.settings import EMBEDDED_ENCODER, EMBEDDED_LM
-from tests.neurons_helpers import ensure_index
+from tests.neurons_helpers import ensure_index, index_config
 
 M = EMBEDDED_LM
 
 
 @pytest.fixture(scope="module")
 def index_id(runtime, client, smollm2) -> str:
-    from analysis.neurons import open_index
+    from analysis.neurons import index_id as compute_id
 
     ensure_index(runtime)
-    return open_index(M, None, runtime).index_id
+    return compute_id(index_config())  # the small test index (a bigger real one may exist too)
 
 
 def _err(resp, status: int, *words: str) -> dict:
