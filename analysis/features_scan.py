@@ -129,8 +129,12 @@ def scan_key(model_id: str, sae: LoadedSAE, n_tokens: int) -> str:
 
 
 def cached_scan(runtime, model_id: str, sae: LoadedSAE, n_tokens: int) -> Scan | None:
-    """The scan from the disk cache, or None (never computes)."""
-    return runtime.disk.get(scan_key(model_id, sae, n_tokens))
+    """The scan from the disk cache, or None (never computes; an unreadable entry counts as absent)."""
+    try:
+        scan = runtime.disk.get(scan_key(model_id, sae, n_tokens))
+    except Exception:  # noqa: BLE001 - e.g. pickled by an older version
+        return None
+    return scan if isinstance(scan, Scan) else None
 
 
 def get_scan(runtime, model_id: str, sae: LoadedSAE, n_tokens: int = DEFAULT_TOKENS,
@@ -144,7 +148,10 @@ def get_scan(runtime, model_id: str, sae: LoadedSAE, n_tokens: int = DEFAULT_TOK
         texts = runtime.samples.training_text(max(n_tokens * 6, 20_000))
         return scan_corpus(lm, sae, corpus_windows(lm, texts, n_tokens), progress=progress)
 
-    return runtime.disk.get_or_compute(scan_key(model_id, sae, n_tokens), compute)
+    key = scan_key(model_id, sae, n_tokens)
+    if key in runtime.disk and cached_scan(runtime, model_id, sae, n_tokens) is None:
+        runtime.disk.cache.delete(key)  # unreadable entry: compute again
+    return runtime.disk.get_or_compute(key, compute)
 
 
 @dataclass
@@ -250,4 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run the module's own import (not __main__) so the pickled Scan names analysis.features_scan.Scan
+    from analysis.features_scan import main as _main
+
+    raise SystemExit(_main())
