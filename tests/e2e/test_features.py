@@ -20,13 +20,15 @@ def _short_sample(runtime) -> str:
 
 
 def _sae_and_scan(runtime, tmp_path) -> tuple[str, int]:
-    """The trained embedded SAE when its default scan is already cached (nicer screenshot), otherwise a
-    random sae-lens SAE with a small scan computed here (CI never depends on ``make sae``)."""
+    """The trained embedded SAE when it exists (its default scan when cached, else a small one), otherwise
+    a random sae-lens SAE with a small scan computed here (CI never depends on ``make sae``)."""
     cache = runtime.settings.cache_dir
     if embedded_sae_exists(cache):
         sae = load_sae("embedded", cache)
         if cached_scan(runtime, EMBEDDED_LM, sae, DEFAULT_TOKENS) is not None:
             return "embedded", DEFAULT_TOKENS
+        get_scan(runtime, EMBEDDED_LM, sae, 4000)
+        return "embedded", 4000
     ref = make_sae(tmp_path / "sae", seed=2)
     get_scan(runtime, EMBEDDED_LM, load_sae(ref, cache), 1000)
     return ref, 1000
