@@ -229,5 +229,5 @@ def pair_divergence(
             lm = torch.logaddexp(lpa, lpb) - math.log(2.0)  # log of the mixture, finite where p underflows
             js = 0.5 * torch.linalg.vecdot(pa, lpa - lm) + 0.5 * torch.linalg.vecdot(pb_, lpb - lm)
             vals.append(js.cpu().double())
-        out_rows.append(torch.cat(vals).numpy())
+        out_rows.append(torch.cat(vals).clamp_min(0.0).numpy())  # >= 0 exactly; float32 rounding gives -1e-7
     return np.stack(out_rows)

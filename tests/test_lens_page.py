@@ -61,3 +61,22 @@ def test_training_saves_tuned_lens_format_and_loads_back(runtime, smollm2, tmp_p
     assert len(result.per_layer_kl_logit) == 30 and result.heldout_kl_logit > 0
     # the first translator is at identity + one small step: its KL barely differs from the logit lens
     assert abs(result.per_layer_kl_tuned[-1] - result.per_layer_kl_logit[-1]) < result.per_layer_kl_logit[-1]
+
+
+def test_both_and_difference_views(runtime, smollm2, tmp_path):
+    from analysis.lens_lenses import fresh_tuned_lens, save_lens
+
+    lens = fresh_tuned_lens(smollm2)
+    with torch.no_grad():
+        for layer in lens.layer_translators:
+            layer.bias.fill_(0.05)
+    src = str(save_lens(lens, tmp_path / "tl"))
+    both = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "both", "resid", "js", 0, 6, src)
+    assert [t.type for t in both["figure"].data] == ["heatmap", "heatmap"]
+    assert both["figure"].data[0].zmin == both["figure"].data[1].zmin  # one shared colour range
+    assert {t.name for t in both["summary"].data} == {"logit lens", "tuned lens"}
+    diff = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "diff", "mlp", "js", 0, 6, src)
+    z = np.asarray(diff["figure"].data[0].z, dtype=float)
+    assert z.shape == (31, 6) and np.all(z[:-1] >= -1e-9) and np.all(z[:-1] <= np.log(2) + 1e-9)
+    assert np.all(z[-1] == 0) and z[:-1].max() > 0
+    assert "JS divergence" in diff["figure"].layout.title.text
