@@ -38,6 +38,7 @@ from analysis.neurons_store import NeuronIndex, NotFound, connect
 from analysis.runtime import Runtime, get_runtime
 
 INDEX_DIR = "neurons"
+FORMAT = 2  # bump when rows or tables change meaning: the index id (file name) changes with it
 BUILD_COMMAND = "make index ARGS='--model MODEL --tokens 20000'"
 
 
@@ -54,7 +55,7 @@ def _slug(model_id: str) -> str:
 def index_id(cfg: IndexConfig) -> str:
     from analysis.cache import content_key
 
-    return content_key("neuron-index", cfg.key_parts())[:16]
+    return content_key("neuron-index", FORMAT, cfg.key_parts())[:16]
 
 
 def index_path(runtime: Runtime, cfg: IndexConfig) -> Path:
@@ -104,23 +105,30 @@ def special_prefix(tokenizer: Any) -> list[int]:
 
 
 def corpus_rows(lm: LoadedModel, texts: list[str], n_tokens: int, seq_len: int) -> list[list[int]]:
-    """Rows of at most ``seq_len`` tokens (each starting with the tokenizer's special prefix) up to ``n_tokens``."""
+    """Rows of exactly ``seq_len`` tokens (the last may be shorter), up to ``n_tokens``: the texts are packed
+    end to end with the EOS token between them (as Neuroscope does), each row starting with the tokenizer's
+    special prefix (e.g. BOS) so it begins like a run. Packing leaves no padding in the batches."""
     prefix = special_prefix(lm.tokenizer)
     body = seq_len - len(prefix)
+    eos = lm.tokenizer.eos_token_id
     rows: list[list[int]] = []
+    buffer: list[int] = []
     total = 0
     for text in texts:
-        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        for start in range(0, len(ids), body):
-            chunk = ids[start : start + body]
-            if len(chunk) < 8:
-                continue
-            row = prefix + chunk[: max(1, min(len(chunk), n_tokens - total - len(prefix)))]
-            rows.append(row)
-            total += len(row)
+        buffer += lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if eos is not None:
+            buffer.append(eos)
+        while len(buffer) >= body:
+            row = prefix + buffer[:body]
+            buffer = buffer[body:]
+            take = min(len(row), n_tokens - total)
+            rows.append(row[:take])
+            total += take
             if total >= n_tokens:
-                return rows
-    return rows
+                return [r for r in rows if len(r) > len(prefix)]
+    if len(buffer) >= 8:
+        rows.append((prefix + buffer)[: n_tokens - total])
+    return [r for r in rows if len(r) > len(prefix)]
 
 
 # ---- build -----------------------------------------------------------------------------------------

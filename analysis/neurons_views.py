@@ -100,7 +100,7 @@ def neuron_record(model_id: str, layer: Any, unit: Any, index_id: str | None = N
 def cached_llm(runtime: Runtime, index: NeuronIndex, record: UnitRecord) -> str | None:
     if not runtime.settings.openai_base_url:
         return None
-    key = content_key("neuron-llm", index.index_id, record.group, record.unit, runtime.settings.openai_base_url,
+    key = content_key("neuron-llm", index.index_id, index.meta.get("started"), record.group, record.unit, runtime.settings.openai_base_url,
                       runtime.settings.openai_model)
     return runtime.disk.get_or_compute(key, lambda: llm_explanation(runtime.settings, record))
 
@@ -116,7 +116,7 @@ def graph_for(index: NeuronIndex, layer: int | str, unit: int, runtime: Runtime,
         return neuron_graph(lm, g.site, unit, snippets, rows, special_prefix(lm.tokenizer),
                             encode=_encode_for(index, g.name, runtime))
 
-    return runtime.disk.get_or_compute(content_key("neuron-graph", index.index_id, g.name, unit, n, 1), compute)
+    return runtime.disk.get_or_compute(content_key("neuron-graph", index.index_id, index.meta.get("started"), g.name, unit, n, 1), compute)
 
 
 def whole_rows(model_id: str, layer: Any, unit: int, index_id: str | None = None, n: int | None = None,
@@ -155,7 +155,7 @@ def whole_rows(model_id: str, layer: Any, unit: int, index_id: str | None = None
                         "tokens": index.decode(r), "acts": values[i, : len(r)].tolist()})
         return out
 
-    return runtime.disk.get_or_compute(content_key("neuron-rows", index.index_id, g.name, unit, len(snippets)), compute)
+    return runtime.disk.get_or_compute(content_key("neuron-rows", index.index_id, index.meta.get("started"), g.name, unit, len(snippets)), compute)
 
 
 def search_token(model_id: str, token: str, limit: int = 50, index_id: str | None = None,
