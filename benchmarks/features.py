@@ -79,21 +79,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{n_tokens:,} tokens in {windows.shape[0]} windows of {windows.shape[1]}; SAE {sae.d_sae} features")
 
     rss0 = _rss_mb()
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for lo in range(0, windows.shape[0], 8):
         ids = torch.from_numpy(windows[lo : lo + 8].astype(np.int64))
         acts = capture(lm, ids, [sae.site], logits=False, stop_early=True).acts[sae.site]
         sae.encode(acts)
     floor_s = time.perf_counter() - start
+    floor_cpu = time.process_time() - cpu0
     rss_floor = _rss_mb()
 
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     scan = scan_corpus(lm, sae, windows)
     ours_scan_s = time.perf_counter() - start
     start = time.perf_counter()
     alive = [f for f in range(sae.d_sae) if scan.feature_ptr[f + 1] > scan.feature_ptr[f]]
     tops = {f: feature_stats(lm, scan, f, n_top=10, n_bins=5, per_bin=3) for f in alive}
     ours_topk_s = time.perf_counter() - start
+    ours_cpu = time.process_time() - cpu0
     rss_ours = _rss_mb()
     table_mb = (scan.pos.nbytes + scan.val.nbytes + scan.token_ids.nbytes) / 1e6
 
@@ -117,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ours_all_feature_dashboards_s": round(ours_topk_s, 2),
         "ours_total_s": round(ours_total, 2),
         "ratio_ours_to_floor": round(ours_total / floor_s, 3),
+        "floor_cpu_s": round(floor_cpu, 2),
+        "ours_cpu_s": round(ours_cpu, 2),
+        "cpu_ratio_ours_to_floor": round(ours_cpu / floor_cpu, 3),
         "tokens_per_s_ours": round(n_tokens / ours_total, 1),
         "sparse_table_mb": round(table_mb, 1),
         "peak_rss_mb_after_floor": round(rss_floor, 1),
