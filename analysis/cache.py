@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 def content_key(*parts: Any) -> str:
     """A stable sha256 of JSON-able parts (strings, numbers, lists, dicts)."""
-    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False).encode()
+    # surrogatepass: a lone surrogate (valid in JSON escapes) must not crash hashing
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8", "surrogatepass")
     return hashlib.sha256(blob).hexdigest()
 
 

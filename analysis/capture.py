@@ -259,40 +259,43 @@ def capture(
             raise InputError(f"Site '{site}' does not exist for the {spec.family} architecture.")
         parsed.append((site, layer, local))
     edits = edits or {}
-    hooks = _Hooks(lm.model, spec, info.d_head, info.d_model)
-    try:
-        for site, edit in edits.items():
-            layer, local = parse_site(site, info.n_layers)
-            if local not in EDITABLE:
-                raise InputError(f"Site '{site}' cannot be edited (editable: {', '.join(sorted(EDITABLE))}).")
-            hooks.add(layer, local, edit)
-        for _site, layer, local in parsed:
-            if (layer, local) not in {(parse_site(s, info.n_layers)) for s in edits}:
-                hooks.add(layer, local)
-        last_layer = max((p[1] for p in parsed if p[1] is not None), default=None)
-        early = stop_early and last_layer is not None and all(p[1] is not None for p in parsed)
-        if early:
-            hooks.add(last_layer, "hook_resid_post")
-            hooks.stop_after = last_layer
-        device_ids = input_ids.to(lm.device) if input_ids is not None else None
-        mask = attention_mask.to(lm.device) if attention_mask is not None else None
-        embeds = inputs_embeds.to(lm.device) if inputs_embeds is not None else None
-        kwargs: dict[str, Any] = {"attention_mask": mask}
-        if embeds is not None:
-            kwargs["inputs_embeds"] = embeds
-        else:
-            kwargs["input_ids"] = device_ids
-        output = None
-        runner = lm.model if (logits and info.is_causal and not early) else lm.model.base_model
-        with lm.lock, torch.inference_mode():
-            lm.forward_count += 1
-            try:
-                output = runner(**kwargs, use_cache=False) if info.is_causal else runner(**kwargs)
-            except _StopForward:
-                output = None
-        acts = {site: hooks.assemble(layer, local) for site, layer, local in parsed}
-    finally:
-        hooks.remove()
+    # The lock spans hook registration to removal: hooks live on the shared model, so a concurrent
+    # forward of another request must never fire them (or it would capture the wrong text).
+    with lm.lock:
+        hooks = _Hooks(lm.model, spec, info.d_head, info.d_model)
+        try:
+            for site, edit in edits.items():
+                layer, local = parse_site(site, info.n_layers)
+                if local not in EDITABLE:
+                    raise InputError(f"Site '{site}' cannot be edited (editable: {', '.join(sorted(EDITABLE))}).")
+                hooks.add(layer, local, edit)
+            for _site, layer, local in parsed:
+                if (layer, local) not in {(parse_site(s, info.n_layers)) for s in edits}:
+                    hooks.add(layer, local)
+            last_layer = max((p[1] for p in parsed if p[1] is not None), default=None)
+            early = stop_early and last_layer is not None and all(p[1] is not None for p in parsed)
+            if early:
+                hooks.add(last_layer, "hook_resid_post")
+                hooks.stop_after = last_layer
+            device_ids = input_ids.to(lm.device) if input_ids is not None else None
+            mask = attention_mask.to(lm.device) if attention_mask is not None else None
+            embeds = inputs_embeds.to(lm.device) if inputs_embeds is not None else None
+            kwargs: dict[str, Any] = {"attention_mask": mask}
+            if embeds is not None:
+                kwargs["inputs_embeds"] = embeds
+            else:
+                kwargs["input_ids"] = device_ids
+            output = None
+            runner = lm.model if (logits and info.is_causal and not early) else lm.model.base_model
+            with torch.inference_mode():
+                lm.forward_count += 1
+                try:
+                    output = runner(**kwargs, use_cache=False) if info.is_causal else runner(**kwargs)
+                except _StopForward:
+                    output = None
+            acts = {site: hooks.assemble(layer, local) for site, layer, local in parsed}
+        finally:
+            hooks.remove()
     out_logits = getattr(output, "logits", None) if output is not None else None
     return Capture(acts=acts, logits=out_logits)
 

@@ -51,6 +51,12 @@ class SAEError(GlassboxError):
     """The SAE cannot be loaded or does not fit the selected model; the message says why."""
 
 
+class SAENotFound(SAEError):
+    """A local SAE folder that does not exist (HTTP 404 in the API)."""
+
+    status = 404
+
+
 def hook_to_site(hook_name: str) -> str:
     """Our capture site for an SAE ``hook_name`` (TransformerLens name or HF module path)."""
     if hook_name.startswith("blocks.") or hook_name in ("hook_embed", "ln_final.hook_normalized"):
@@ -118,6 +124,8 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
         return EMBEDDED_SAE, None
     if Path(ref).expanduser().is_dir():
         return "dir", str(Path(ref).expanduser())
+    if ref.startswith(("/", "./", "../", "~")):
+        raise SAENotFound(f"SAE folder '{ref}' not found: give an existing sae-lens SAE directory or 'release:sae_id'.")
     if ":" in ref or "/" in ref:
         return "pretrained", ref
     raise SAEError(

@@ -67,6 +67,8 @@ def reduce_layer(x: np.ndarray, params: ReductionParams) -> np.ndarray:
         from sklearn.decomposition import TruncatedSVD
 
         z = StandardScaler().fit_transform(x64)
+        if not np.any(z):  # a constant layer (e.g. identical [CLS] embeddings): ARPACK cannot start
+            return np.zeros((z.shape[0], params.n_components))
         svd = TruncatedSVD(n_components=params.n_components, algorithm="arpack", random_state=params.random_state)
         return _flip_signs(svd.fit_transform(z))
     import umap  # lazy: importing umap (numba) takes ~20 s

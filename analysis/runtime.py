@@ -57,6 +57,13 @@ class Runtime:
                 f"The text has {len(text):,} characters; the limit is {self.settings.max_text_chars:,} "
                 "(max_text_chars in config.py)."
             )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"The text has an invalid character at position {exc.start} (a lone UTF-16 surrogate); "
+                "remove it and try again."
+            ) from exc
         return text
 
     def run(self, model_id: str, text: str | None, sites: Iterable[str] | str = ()) -> Run:

@@ -29,10 +29,6 @@ def _random_unicode(seed: int = 0, n: int = 120) -> str:
 
 
 UNICODE = _random_unicode()
-SAE_PATH_DEFECT = ("features: a non-existent local SAE folder '/nonexistent/sae' is parsed as sae-lens release '' + "
-                   "sae_id 'nonexistent/sae' (\"sae-lens could not load release ''…\", API status 400) instead of "
-                   "'folder not found' naming the path (API 404)")
-
 
 def _text(component: Any) -> str:
     if component is None:
@@ -275,10 +271,6 @@ def test_regions_unknown_model_and_bad_views(regions_cb, minilm):
     assert {"prose", "code"} <= {t.name for t in fig.data}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "regions: method=svd with the page's default first-token pooling on MiniLM fails with 'Something went wrong "
-    "(ArpackError: ARPACK error -9: Starting vector is zero.)' — hidden state 0's [CLS] vectors are identical, "
-    "so the centred layer-0 matrix is zero and the SVD is not guarded (PCA handles the same input)"))
 def test_regions_svd_on_default_pooling(regions_cb, minilm):
     summary = regions_cb.load_dataset("builtin", 6, None, None, None, None, None)
     acts = regions_cb.extraction_job(lambda _p: None, summary, EMBEDDED_ENCODER, "first")
@@ -308,8 +300,7 @@ def _dash(cb, sae, model=EMBEDDED_LM, text=GOOD, feature=3, sae_ref=None):
     ({"feature": 96}, ["[0, 95]"]),
     ({"feature": -1}, ["[0, 95]"]),
     ({"feature": "abc"}, ["feature"]),
-    pytest.param({"sae_ref": "/nonexistent/sae"}, ["/nonexistent/sae"], marks=pytest.mark.xfail(strict=True,
-                 reason=SAE_PATH_DEFECT)),
+    ({"sae_ref": "/nonexistent/sae"}, ["/nonexistent/sae", "not found"]),
     ({"sae_ref": "../../etc"}, ["sae"]),
 ])
 def test_features_dashboard_rejects(features, smollm2, kwargs, words):
@@ -439,8 +430,7 @@ API_CASES = [
     ("get", "/api/v1/compare", {"layer_a": 3, "neuron_a": 0}, 400, "layer_b"),
     ("get", "/api/v1/compare", {"layer_a": 3, "neuron_a": 0, "layer_b": 3, "neuron_b": 99999}, 404, "99999"),
     ("get", "/api/v1/feature", {}, 400, "feature"),
-    pytest.param("get", "/api/v1/feature", {"feature": 0, "sae": "/nonexistent/sae"}, 404, "/nonexistent/sae",
-                 marks=pytest.mark.xfail(strict=True, reason=SAE_PATH_DEFECT)),
+    ("get", "/api/v1/feature", {"feature": 0, "sae": "/nonexistent/sae"}, 404, "/nonexistent/sae"),
     ("get", "/api/v1/feature", {"feature": -2}, 400, "feature"),
     ("get", "/api/v1/no-such-route", {}, 404, "Unknown API route"),
 ]
@@ -477,14 +467,10 @@ def test_api_bad_bodies_and_unicode(api, smollm2):
     _good(api)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "api (shared analysis/cache.py): POST /api/v1/run with a lone surrogate '\\ud800' in the JSON text (a valid "
-    "JSON escape) answers 500: content_key() encodes the text as UTF-8 (UnicodeEncodeError); Runtime.check_text "
-    "should reject text that is not encodable with a 400 naming the character"))
 @pytest.mark.parametrize("route", ["/api/v1/run", "/api/v1/lens"])
 def test_api_lone_surrogate_is_a_clear_400(api, route):
     resp = api.post(route, json={"text": "abc \ud800 def"})
-    assert resp.status_code == 400 and "error" in resp.get_json(), resp.data[:200]
+    assert resp.status_code == 400 and "surrogate" in resp.get_json()["error"], resp.data[:200]
     _good(api)
 
 
