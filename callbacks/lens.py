@@ -43,6 +43,8 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
     start_i = _int(start, 0, 0, runtime.settings.max_tokens, "Window start")
     width_i = _int(width, 64, 1, 256, "Window width")
     source = (source or "").strip() or None
+    if view not in VIEWS:
+        raise GlassboxError(f"Unknown view '{view}' (choose {', '.join(VIEWS)}).")
     stat_label = STATISTICS.get(stat, stat)
     base = lens_grid(runtime, model, body, lens="logit", statistic=stat, start=start_i, width=width_i, residual=residual)
     window = f"positions {base.start}–{base.start + len(base.tokens) - 1} of {base.n_tokens}"

@@ -149,9 +149,7 @@ def _lens(cb, model=EMBEDDED_LM, text=GOOD, stat="kl_final", view="logit", resid
     ({"text": HUGE}, ["20,000"]),
     ({"model": "no/such-model"}, ["no/such-model"]),
     ({"stat": "bogus"}, ["bogus"]),
-    pytest.param({"view": "sideways"}, ["sideways"], marks=pytest.mark.xfail(strict=True, reason=(
-        "lens: an unknown view ('sideways') is reported as 'No tuned lens for … yet' instead of naming the bad view: "
-        "callbacks.lens.build_view computes the tuned grid (view != 'logit') before it validates the view"))),
+    ({"view": "sideways"}, ["sideways"]),
     ({"residual": "nope"}, ["nope"]),
     ({"view": "diff", "div": "xx", "source": "/nonexistent/lens"}, ["lens"]),
     ({"width": 999}, ["256"]),
