@@ -261,8 +261,14 @@ def test_whole_rows_match_the_window(runtime, index):
 
 def test_page_build_job_reports_progress(runtime, smollm2):
     """The page's background build (called directly) builds a tiny index and reports progress + ETA."""
+    from analysis.neurons import _parse_layers, index_path
+    from analysis.neurons_build import IndexConfig
     from callbacks.neurons import build, refresh_index
 
+    # an index left complete in the persistent cache dir by an earlier run would be reused without progress
+    cfg = IndexConfig(model_id=smollm2.model_id, corpus="fortunes", n_tokens=96, layers=_parse_layers("0"))
+    for stale in index_path(runtime, cfg).parent.glob(index_path(runtime, cfg).name + "*"):
+        stale.unlink()
     reports = []
     status = build(reports.append, 1, smollm2.model_id, "fortunes", 96, "0")
     assert status.startswith("Index ready"), status
