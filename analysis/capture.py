@@ -269,8 +269,9 @@ def capture(
                 if local not in EDITABLE:
                     raise InputError(f"Site '{site}' cannot be edited (editable: {', '.join(sorted(EDITABLE))}).")
                 hooks.add(layer, local, edit)
+            edited = {parse_site(s, info.n_layers) for s in edits}
             for _site, layer, local in parsed:
-                if (layer, local) not in {(parse_site(s, info.n_layers)) for s in edits}:
+                if (layer, local) not in edited:
                     hooks.add(layer, local)
             last_layer = max((p[1] for p in parsed if p[1] is not None), default=None)
             early = stop_early and last_layer is not None and all(p[1] is not None for p in parsed)
@@ -303,6 +304,17 @@ def capture(
 def decode_tokens(tokenizer: Any, token_ids: list[int]) -> list[str]:
     """Each token's own text (as the model sees it), one string per id."""
     return [tokenizer.decode([i]) for i in token_ids]
+
+
+def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids [B, T], attention_mask [B, T]) with real tokens first, right-padded to the longest row."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
 
 
 def tokenize(lm: LoadedModel, text: str, max_tokens: int) -> list[int]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from analysis.capture import capture
+from analysis.capture import capture, pad_right
 from analysis.errors import InputError
 from analysis.models import LoadedModel
 
@@ -224,12 +224,7 @@ def make_batches(rows: list[list[int]], batch_size: int, pad_id: int) -> list[tu
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        t = max(len(r) for r in chunk)
-        ids = torch.full((len(chunk), t), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), t), dtype=torch.long)
-        for i, r in enumerate(chunk):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+        ids, mask = pad_right(chunk, pad_id)
         out.append((torch.arange(start, start + len(chunk)), ids, mask))
     return out
 

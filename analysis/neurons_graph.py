@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 import torch
 
-from analysis.capture import capture
+from analysis.capture import capture, pad_right
 from analysis.models import LoadedModel
 from analysis.neurons_store import Snippet
 
@@ -46,12 +46,7 @@ def unit_activations(lm: LoadedModel, site: str, unit: int, seqs: list[list[int]
     pad = lm.tokenizer.pad_token_id if lm.tokenizer is not None and lm.tokenizer.pad_token_id is not None else 0
     for start in range(0, len(seqs), MAX_BATCH):
         chunk = seqs[start : start + MAX_BATCH]
-        t = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), t), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), t), dtype=torch.long)
-        for i, s in enumerate(chunk):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
+        ids, mask = pad_right(chunk, pad)
         acts = capture(lm, ids, [site], attention_mask=mask, logits=False, stop_early=True).acts[site]
         last = mask.sum(1) - 1
         x = acts[torch.arange(len(chunk)), last.to(acts.device)]

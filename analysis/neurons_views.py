@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from analysis.cache import content_key
-from analysis.capture import capture
+from analysis.capture import capture, pad_right
 from analysis.errors import InputError
 from analysis.neurons import logit_effects, neuron_direction, open_index, special_prefix, token_ids_for
 from analysis.neurons_explain import llm_explanation, summary_text
@@ -137,13 +137,7 @@ def whole_rows(model_id: str, layer: Any, unit: int, index_id: str | None = None
         rows = [index.row_ids(s.row_id) for s in snippets]
         if not rows:
             return []
-        t = max(len(r) for r in rows)
-        pad = lm.tokenizer.pad_token_id or 0
-        ids = torch.full((len(rows), t), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), t), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+        ids, mask = pad_right(rows, lm.tokenizer.pad_token_id or 0)
         acts = capture(lm, ids, [g.site], attention_mask=mask, logits=False, stop_early=True).acts[g.site]
         encode = _encode_for(index, g.name, runtime)
         if encode is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from analysis.capture import pad_right
 from analysis.errors import InputError
 from analysis.models import LoadedModel
 
@@ -126,12 +127,7 @@ def extract(lm: LoadedModel, texts: Sequence[str], pooling: str = "first", max_t
         for batch in _batches(lengths, max_batch, max_batch_tokens):
             if should_stop is not None and should_stop():
                 raise Cancelled("extraction cancelled")
-            width = max(lengths[i] for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):  # right padding: real tokens first
-                ids[row, : lengths[i]] = torch.tensor(encoded[i])
-                mask[row, : lengths[i]] = 1
+            ids, mask = pad_right([encoded[i] for i in batch], pad_id)
             ids, mask = ids.to(lm.device), mask.to(lm.device)
             hidden = backbone(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
             lm.forward_count += 1
