@@ -17,8 +17,6 @@ import csv
 import io
 import json
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from analysis.cache import content_key
+from analysis.cache import MemoLRU, content_key
 from analysis.errors import InputError
 from analysis.regions_data import LabeledDataset
 from analysis.regions_extract import Activations, extract
@@ -36,22 +34,7 @@ from analysis.regions_metrics import degree_by_layer, graph_metrics
 from analysis.regions_reduce import ReductionParams, cell_counts, grid_cells, reduce_all
 from analysis.runtime import Runtime
 
-_MEMO: OrderedDict[str, Any] = OrderedDict()  # small in-process LRU over disk products
-_MEMO_LOCK = threading.Lock()
-_MEMO_SIZE = 6
-
-
-def _memo(key: str, load: Callable[[], Any]) -> Any:
-    with _MEMO_LOCK:
-        if key in _MEMO:
-            _MEMO.move_to_end(key)
-            return _MEMO[key]
-    value = load()
-    with _MEMO_LOCK:
-        _MEMO[key] = value
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    return value
+_MEMO = MemoLRU(6)  # small in-process LRU over disk products
 
 
 def dataset_key(ds: LabeledDataset) -> str:
@@ -105,7 +88,7 @@ def load_activations(runtime: Runtime, key: str) -> Activations:
             raise InputError("The activations are no longer in the cache: run the extraction again.")
         return acts
 
-    return _memo("acts:" + key, load)
+    return _MEMO.get_or_compute("acts:" + key, load)
 
 
 @dataclass
@@ -131,7 +114,7 @@ def reduced(runtime: Runtime, acts_key: str, params: ReductionParams, label_ids:
         cells = grid_cells(coords, params.grid)
         return Reduced(acts_key, params, coords, cells, cell_counts(cells, label_ids, n_classes, params.grid))
 
-    return _memo("red:" + key, load)
+    return _MEMO.get_or_compute("red:" + key, load)
 
 
 def build_graph(red: Reduced, ds: LabeledDataset, categories: Sequence[str], threshold: float = 0.3) -> nx.DiGraph:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import io
 import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from analysis.cache import MemoLRU
 from analysis.capture import Run
 from analysis.errors import InputError
 from analysis.models import LoadedModel, ModelInfo
@@ -95,31 +95,19 @@ def needed_kinds(tool: str, kind: str, similarity: str) -> set[str]:
 
 # ---- per-run memo (derived products kept while the run lives) ---------------------------------
 
-_memo: dict[int, OrderedDict] = {}
+_memo: dict[int, MemoLRU] = {}
 _memo_lock = threading.Lock()
 
 
-def _run_memo(run: Run) -> OrderedDict:
-    key = id(run)
+def _memoized(run: Run, key: tuple, compute: Any) -> Any:
+    """``compute()`` once per (run, key) while the run lives; paint and panel callbacks run in parallel threads."""
+    run_id = id(run)
     with _memo_lock:
-        if key not in _memo:
-            _memo[key] = OrderedDict()
-            weakref.finalize(run, _memo.pop, key, None)
-        return _memo[key]
-
-
-def _memoized(run: Run, key: tuple, compute: Any, limit: int = 24) -> Any:
-    memo = _run_memo(run)
-    with _memo_lock:  # paint and panel callbacks run in parallel threads
-        if key in memo:
-            memo.move_to_end(key)
-            return memo[key]
-    value = compute()
-    with _memo_lock:
-        memo[key] = value
-        while len(memo) > limit:
-            memo.popitem(last=False)
-    return value
+        memo = _memo.get(run_id)
+        if memo is None:
+            memo = _memo[run_id] = MemoLRU(24)
+            weakref.finalize(run, _memo.pop, run_id, None)
+    return memo.get_or_compute(key, compute)
 
 
 # ---- predictions and loss ----------------------------------------------------------------------
