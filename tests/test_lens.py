@@ -165,7 +165,8 @@ def test_window_stats_equal_full_grid_slice(runtime):
     full = lens_grid(runtime, EMBEDDED_LM, TEXT, width=64)
     part = lens_grid(runtime, EMBEDDED_LM, TEXT, start=3, width=6, residual="resid")
     for name in ("entropy", "kl_final", "rank", "max_prob"):
-        np.testing.assert_allclose(part.stats[name], full.stats[name][:, 3:9], atol=1e-5, equal_nan=True)
+        # the window's matmuls have other shapes (BLAS blocking): float32 noise, ~1e-6 relative at 160 nats
+        np.testing.assert_allclose(part.stats[name], full.stats[name][:, 3:9], atol=1e-5, rtol=2e-6, equal_nan=True)
     assert part.top_tokens == [row[3:9] for row in full.top_tokens]
 
 
