@@ -127,7 +127,7 @@ def train_tuned_lens(
     blocks = _token_blocks(lm.tokenizer, train_docs, cfg.seq_len)
     order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(cfg.seed))
     lens = fresh_tuned_lens(lm)
-    lens.train()
+    lens.layer_translators.train()  # not lens.train(): the unembed is the model's own (shared) norm and head
     params = [p for p in lens.parameters() if p.requires_grad]
     # tuned-lens's Optimizer(optimizer=adam): Adam(amsgrad=True, betas=(0.9, 0.999)), linear schedule with warm-up.
     from transformers import get_linear_schedule_with_warmup
@@ -177,7 +177,7 @@ def train_tuned_lens(
             progress(step + 1, cfg.steps, losses[-1])
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _finish(runtime, lm, lens, cfg, out_dir, heldout, losses, started, cancelled)
-            lens.train()
+            lens.layer_translators.train()
     return _finish(runtime, lm, lens, cfg, out_dir, heldout, losses, started, cancelled)
 
 
@@ -185,7 +185,7 @@ def _finish(runtime, lm, lens, cfg: TrainConfig, out_dir: Path, heldout: list[st
             started: float, cancelled: bool) -> TrainResult:
     """Save the lens (tuned-lens format), evaluate it on held-out text, write glassbox_training.json."""
     steps_done = len(losses)
-    lens.eval()
+    lens.layer_translators.eval()
     save_lens(lens, out_dir)
     seconds = time.perf_counter() - started
     result = TrainResult(str(out_dir), steps_done, steps_done * cfg.batch_size * cfg.seq_len, seconds, cancelled,

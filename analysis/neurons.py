@@ -38,7 +38,7 @@ from analysis.neurons_store import NeuronIndex, NotFound, connect
 from analysis.runtime import Runtime, get_runtime
 
 INDEX_DIR = "neurons"
-FORMAT = 2  # bump when rows or tables change meaning: the index id (file name) changes with it
+FORMAT = 3  # 3: log-linear histogram bins. Bump when rows or tables change meaning: the index id (file name) changes with it
 BUILD_COMMAND = "make index ARGS='--model MODEL --tokens 20000'"
 
 
@@ -201,7 +201,7 @@ def build_index(cfg: IndexConfig, runtime: Runtime | None = None,
         _set_meta(conn, {"status": "stopped"})
         conn.close()
         return path
-    write_units(conn, scanner, groups, cfg)
+    write_units(conn, scanner, groups, torch.tensor([len(r) for r in rows]))
     with conn:
         conn.executemany("INSERT OR REPLACE INTO batches VALUES (?, ?)", [(i, time.time()) for i in range(len(batches))])
     _set_meta(conn, {"status": "complete", "finished": time.time(), "n_sampled": scanner.n_sampled})
@@ -216,11 +216,14 @@ def _set_meta(conn: Any, values: dict[str, Any]) -> None:
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
 
 
-def write_units(conn: Any, scanner: Scanner, groups: list[Group], cfg: IndexConfig) -> None:
-    """Turn the running state into the ``units``, ``snippets``, ``token_units`` and ``samples`` tables."""
+def write_units(conn: Any, scanner: Scanner, groups: list[Group], row_lengths: torch.Tensor) -> None:
+    """Turn the running state into the ``units``, ``snippets``, ``token_units`` and ``samples`` tables.
+
+    ``row_lengths[r]`` = tokens in corpus row r (windows are NaN beyond their row)."""
     for g in groups:
         st = scanner.states[g.name]
-        hi = st.top_vals[0].cpu()
+        vals_t, rows_t, pos_t, wins_t = st.top(row_lengths)
+        hi = vals_t[0]
         lo = st.lo.cpu()
         qs = quantiles_from_hist(st.counts.cpu(), lo, hi).tolist()
         n = max(st.n_tokens, 1)
@@ -230,8 +233,8 @@ def write_units(conn: Any, scanner: Scanner, groups: list[Group], cfg: IndexConf
         hi_l, lo_l = hi.tolist(), lo.tolist()
         unit_rows = [(g.name, u, hi_l[u], lo_l[u], mean[u], frac[u], json.dumps([round(x, 5) for x in qs[u]]),
                       json.dumps(tops[u])) for u in range(g.width)]
-        vals, rows, pos = st.top_vals.cpu().numpy(), st.top_row.cpu().numpy(), st.top_pos.cpu().numpy()
-        wins = st.top_win.permute(0, 2, 1).contiguous().cpu().numpy().astype(np.float16)  # [rank, unit, window]
+        vals, rows, pos = vals_t.numpy(), rows_t.numpy(), pos_t.numpy()
+        wins = wins_t.permute(0, 2, 1).contiguous().numpy().astype(np.float16)  # [rank, unit, window]
         snippet_rows = [(g.name, u, r, int(rows[r, u]), int(pos[r, u]), float(vals[r, u]), wins[r, u].tobytes())
                         for u in range(g.width) for r in range(vals.shape[0]) if rows[r, u] >= 0]
         token_rows = [(t[0], g.name, u, t[1], t[2]) for u in range(g.width) for t in tops[u]]

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-N_TOKENS = int(os.environ.get("GLASSBOX_BENCH_NEURON_TOKENS", "4096"))
+N_TOKENS = int(os.environ.get("GLASSBOX_BENCH_NEURON_TOKENS", "16384"))
 CLIENTS = 20
 LOAD_SECONDS = float(os.environ.get("GLASSBOX_BENCH_LOAD_SECONDS", "20"))
 
@@ -46,7 +46,7 @@ def build_throughput() -> dict:
     runtime = get_runtime()
     model_id = runtime.settings.default_model
     lm = runtime.model(model_id)
-    cfg = IndexConfig(model_id=model_id, corpus="training", n_tokens=N_TOKENS, seq_len=64, batch_size=16)
+    cfg = IndexConfig(model_id=model_id, corpus="training", n_tokens=N_TOKENS, seq_len=64)  # default batch (32)
     rows = corpus_rows(lm, corpus_texts(runtime, cfg.corpus, cfg.n_tokens), cfg.n_tokens, cfg.seq_len)
     batches = make_batches(rows, cfg.batch_size, lm.tokenizer.pad_token_id or 0)
     groups = [mlp_group(layer, lm.info.d_mlp) for layer in range(lm.info.n_layers)]
