@@ -15,7 +15,8 @@ from components.figures import empty_figure, figure_bytes
 from components.lens_grid import difference_figure, grid_figure, pair_figure, summary_figure
 
 P = "lens"
-VIEWS = {"logit": "Logit lens", "tuned": "Tuned lens", "both": "Both (logit above tuned)", "diff": "Difference"}
+VIEWS = {"logit": "Logit lens", "tuned": "Tuned lens", "both": "Both (logit above tuned)",
+         "side": "Side by side (logit | tuned)", "diff": "Difference"}
 CONTROL_IDS = ["model", "sample", "text", "stat", "view", "residual", "div", "start", "width", "source"]
 register_picker_callbacks(P)
 
@@ -71,10 +72,10 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
     elif view == "tuned":
         fig = grid_figure(_grid_data(tuned), stat_label, f"Tuned lens · {stat_label} · {title_tail}",
                           tuned.top_k_probs if hover else None, tuned.top_k_tokens if hover else None)
-    elif view == "both":
+    elif view in ("both", "side"):
         panels = [(_grid_data(g), name, g.top_k_probs if hover else None, g.top_k_tokens if hover else None)
                   for g, name in ((base, "logit lens"), (tuned, "tuned lens"))]
-        fig = pair_figure(panels, stat_label, f"{stat_label} · {title_tail}")
+        fig = pair_figure(panels, stat_label, f"{stat_label} · {title_tail}", side_by_side=view == "side")
     elif view == "diff":
         if div not in DIVERGENCES:
             raise GlassboxError(f"Unknown divergence '{div}' (choose {', '.join(DIVERGENCES)}).")

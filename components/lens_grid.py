@@ -120,11 +120,13 @@ def grid_figure(data: dict, stat_label: str, title: str, top_probs: np.ndarray |
 
 
 def pair_figure(panels: list[tuple[dict, str, np.ndarray | None, list | None]], stat_label: str,
-                title: str) -> go.Figure:
-    """Several lens grids of one window stacked (logit above tuned), one shared colour range."""
+                title: str, side_by_side: bool = False) -> go.Figure:
+    """Several lens grids of one window with one shared colour range: stacked (logit above tuned,
+    full width per grid: best for wide windows) or side by side (shared layer axis: best for short ones)."""
     n = len(panels)
-    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=[sub for _, sub, _, _ in panels])
+    rows, cols = (1, n) if side_by_side else (n, 1)
+    fig = make_subplots(rows=rows, cols=cols, shared_xaxes=not side_by_side, shared_yaxes=side_by_side,
+                        vertical_spacing=0.06, horizontal_spacing=0.03, subplot_titles=[sub for _, sub, _, _ in panels])
     all_vals = np.concatenate([np.array([[np.nan if v is None else v for v in r] for r in d["values"]], float).ravel()
                                for d, _, _, _ in panels])
     for i, (data, _, probs, topk) in enumerate(panels, start=1):
@@ -134,10 +136,14 @@ def pair_figure(panels: list[tuple[dict, str, np.ndarray | None, list | None]], 
         if key != "max_prob" and fin.size:
             lo, hi = (np.log10(fin.min()), np.log10(fin.max())) if key == "rank" else (fin.min(), fin.max())
             trace.update(zmin=float(lo), zmax=float(hi))
-        fig.add_trace(trace, row=i, col=1)
-        _axes(fig, data, row=i, col=1)
+        row, col = (1, i) if side_by_side else (i, 1)
+        fig.add_trace(trace, row=row, col=col)
+        _axes(fig, data, row=row, col=col)
+    if side_by_side:
+        fig.update_yaxes(title_text="", row=1, col=2)
     themed(fig, title)
-    fig.update_layout(height=grid_height(len(panels[0][0]["layer_labels"]), n), margin=dict(l=70, r=20, t=60, b=110))
+    fig.update_layout(height=grid_height(len(panels[0][0]["layer_labels"]), 1 if side_by_side else n),
+                      margin=dict(l=70, r=20, t=60, b=110))
     return fig
 
 

@@ -75,6 +75,16 @@ def test_both_and_difference_views(runtime, smollm2, tmp_path):
     assert [t.type for t in both["figure"].data] == ["heatmap", "heatmap"]
     assert both["figure"].data[0].zmin == both["figure"].data[1].zmin  # one shared colour range
     assert {t.name for t in both["summary"].data} == {"logit lens", "tuned lens"}
+    lay = both["figure"].layout
+    assert lay.yaxis.domain[0] > lay.yaxis2.domain[1]  # stacked: logit above tuned
+    side = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "side", "resid", "js", 0, 6, src)
+    lay = side["figure"].layout
+    assert [t.type for t in side["figure"].data] == ["heatmap", "heatmap"]
+    assert lay.xaxis.domain[1] < lay.xaxis2.domain[0]  # side by side: logit left of tuned
+    assert side["figure"].data[0].zmin == side["figure"].data[1].zmin
+    assert np.array_equal(np.asarray(side["figure"].data[1].z, float), np.asarray(both["figure"].data[1].z, float),
+                          equal_nan=True)  # same tuned grid, other arrangement
+    assert lay.height < both["figure"].layout.height
     diff = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "diff", "mlp", "js", 0, 6, src)
     z = np.asarray(diff["figure"].data[0].z, dtype=float)
     assert z.shape == (31, 6) and np.all(z[:-1] >= -1e-9) and np.all(z[:-1] <= np.log(2) + 1e-9)
