@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import dash
@@ -17,8 +18,22 @@ __version__ = "0.1.0"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def single_threaded_blas() -> None:
+    """numpy/scipy BLAS on one thread in the server process (model forwards keep torch's threads).
+
+    OpenBLAS called from many request threads at once busy-waits its own thread pool: 20 API clients
+    got 5.8 requests/s with it and 37 with one BLAS thread (benchmarks/neurons.py, full index). The
+    request-sized BLAS calls here (similarity mat-vecs, small PCAs) gain little from a second thread.
+    """
+    from threadpoolctl import threadpool_limits
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS libraries loaded later (scipy's own)
+    threadpool_limits(limits=1, user_api="blas")  # the ones already loaded (numpy's)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> dash.Dash:
     """Build the Dash app (one per process) around a shared :class:`Runtime`."""
+    single_threaded_blas()
     import callbacks.export  # noqa: F401 - figure export for every page
     from app.api import register_api
     from app.health import register_health
