@@ -277,3 +277,27 @@ def test_page_build_job_reports_progress(runtime, smollm2):
     assert any(o["value"] == "0" for o in layers) and "fortunes" in str(summary)
     bad = build(reports.append, 1, smollm2.model_id, "nonsense-corpus", 96, "0")
     assert bad.startswith("Build failed") and "nonsense-corpus" in bad
+
+
+def test_sites_without_a_hook_edit_are_folded_in_after_the_pass(smollm2):
+    """Groups on a site that capture cannot edit (here hook_resid_mid) are captured and folded in after
+    the forward; groups on editable sites are folded in during it. Both equal a direct capture."""
+    from analysis.neurons_build import Group, IndexConfig, Scanner, make_batches, mlp_group
+
+    rows = [list(range(100, 100 + n)) for n in (12, 9, 12, 7)]
+    groups = [Group(name="mid1", kind="mlp", site="blocks.1.hook_resid_mid", width=smollm2.info.d_model, layer=1),
+              mlp_group(2, smollm2.info.d_mlp)]
+    cfg = IndexConfig(model_id="test", top_k=3, before=2, after=1, sample_tokens=16, batch_size=2)
+    scanner = Scanner(smollm2, cfg, groups, sum(len(r) for r in rows))
+    with torch.inference_mode():
+        for row_ids, ids, mask in make_batches(rows, 2, 0):
+            scanner.step(row_ids, ids, mask)
+    for g in groups:
+        direct = [capture(smollm2, torch.tensor([r]), [g.site], logits=False).acts[g.site][0].float() for r in rows]
+        row_max = torch.stack([a.max(0).values for a in direct])  # [rows, width]
+        vals, top_rows, pos, wins = scanner.states[g.name].top(torch.tensor([len(r) for r in rows]))
+        assert torch.allclose(vals, torch.topk(row_max, 3, dim=0).values, rtol=1e-4, atol=1e-4)
+        unit = int(row_max.max(0).values.argmax())
+        r, p = int(top_rows[0, unit]), int(pos[0, unit])
+        want = [float(direct[r][q, unit]) if 0 <= q < len(rows[r]) else float("nan") for q in range(p - 2, p + 2)]
+        assert np.allclose(wins[0, :, unit].numpy(), want, rtol=1e-4, atol=1e-4, equal_nan=True)
