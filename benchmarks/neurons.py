@@ -201,8 +201,13 @@ def api_latency() -> dict:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    # the server's log goes to a file: an undrained PIPE fills up with waitress's queue-depth warnings
+    # under load (~64 KB after ~900 requests) and then blocks the server mid-request
+    log_path = ROOT / "benchmarks" / "results" / "neurons-api-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("w")
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_up(url)
         urllib.request.urlopen(f"{url}/api/v1/neuron?model={model}&layer={layers[0]}&neuron=0", timeout=240).read()
@@ -214,6 +219,7 @@ def api_latency() -> dict:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
     result.update(index_tokens=found[0]["tokens"], index_layers=len(layers), server="waitress, 8 threads")
     return result
 
