@@ -12,8 +12,6 @@ residual="resid", tuned_source=None) -> LensGrid``.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.cache import MemoLRU
 from analysis.capture import Run
 from analysis.errors import InputError
 from analysis.lens_lenses import get_unembed, load_tuned_lens, logit_lens, resolve_lens_source
@@ -162,26 +161,7 @@ def compute_stats(lm: LoadedModel, run: Run, lens: Any, residual: str, start: in
     )
 
 
-class _Memo:
-    """A small LRU of computed CellStats (views are cheap to rebuild from them)."""
-
-    def __init__(self, size: int = 32) -> None:
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get_or(self, key: tuple, fn: Callable[[], Any]) -> Any:
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        value = fn()
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
-
-
-_memo = _Memo()
+_memo = MemoLRU(32)  # computed CellStats / divergences: views are cheap to rebuild from them
 
 
 def _get_lens(runtime: Any, lm: LoadedModel, lens: str, tuned_source: str | None) -> tuple[Any, str]:
@@ -235,7 +215,7 @@ def lens_grid(
     start, end = check_window(run.n_tokens, start, width)
     lens_obj, source = _get_lens(runtime, lm, lens, tuned_source)
     key = (model_id, text, lens, source, residual, start, end, id(lens_obj))
-    stats = _memo.get_or(key, lambda: compute_stats(lm, run, lens_obj, residual, start, end))
+    stats = _memo.get_or_compute(key, lambda: compute_stats(lm, run, lens_obj, residual, start, end))
     top_strings = _decode(lm, stats.top_ids)
     all_stats = {name: stats.get(name) for name in STATISTICS}
     next_tokens = [run.tokens[t + 1] if t + 1 < run.n_tokens else "" for t in range(start, end)]
@@ -275,4 +255,4 @@ def lens_difference(
         div = pair_divergence(rows_t, rows_l, unembed.weight, unembed.bias, kind=kind)
         return np.vstack([div, np.zeros((1, end - start))])
 
-    return _memo.get_or(key, compute)
+    return _memo.get_or_compute(key, compute)

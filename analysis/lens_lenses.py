@@ -43,15 +43,12 @@ def get_unembed(lm: LoadedModel):
     ``Unembed.__init__`` deep-copies both (113 MB for SmolLM2, 250-500 MB for Llama-2-7B); the model's
     weights are frozen (``wrap_model``) and never cast by a lens, so sharing them is safe.
     """
-    from tuned_lens import model_surgery
-    from tuned_lens.nn.unembed import Unembed
-
     key = (lm.info.model_id, id(lm.model))
     with _lock:
         unembed = _unembeds.get(key)
         if unembed is None:
             try:
-                unembed = _shared_unembed(Unembed, model_surgery, lm.model).to(lm.device)
+                unembed = _shared_unembed(lm.model).to(lm.device)
             except Exception as exc:  # model_surgery raises ValueError for unknown layouts
                 raise ModelLoadError(f"tuned-lens cannot find the unembedding of {lm.info.model_id}: {exc}") from exc
             unembed.eval()
@@ -59,9 +56,12 @@ def get_unembed(lm: LoadedModel):
         return unembed
 
 
-def _shared_unembed(unembed_cls: Any, model_surgery: Any, model: Any) -> Any:
+def _shared_unembed(model: Any) -> Any:
     """An ``Unembed`` built as its ``__init__`` does, minus the two deep copies."""
-    unembed = unembed_cls.__new__(unembed_cls)
+    from tuned_lens import model_surgery
+    from tuned_lens.nn.unembed import Unembed
+
+    unembed = Unembed.__new__(Unembed)
     torch.nn.Module.__init__(unembed)
     unembed.final_norm = model_surgery.get_final_norm(model)
     unembed.unembedding = model_surgery.get_unembedding_matrix(model)

@@ -72,7 +72,7 @@ class OnlineSoftmax:
 
     def __init__(self, n_rows: int, k: int, target_logit: torch.Tensor, targets: torch.Tensor, vocab: int) -> None:
         dev = target_logit.device
-        self.k, self.vocab, self.targets = min(k, vocab), vocab, targets.to(dev)
+        self.k, self.targets = min(k, vocab), targets.to(dev)
         self.target_logit = target_logit.float()
         self.m = torch.full((n_rows,), -math.inf, device=dev)
         self.z = torch.zeros(n_rows, dtype=torch.float64)
