@@ -317,15 +317,12 @@ class Scanner:
         self.seen_sample_tokens = 0  # tokens eligible for the sample seen so far
         self.n_sampled = 0
         self.sites = sorted({g.site for g in groups})
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The activations of every group for one batch ([B, T, width])."""
-        cap = capture(self.lm, ids, self.sites, attention_mask=mask, logits=False, stop_early=True)
-        out = {}
-        for g in self.groups:
-            x = cap.acts[g.site]
-            out[g.name] = self.sae.encode(x).to(x.device) if g.kind == "sae" else x
-        return out
+        self.by_site: dict[str, list[Group]] = {}
+        for g in groups:
+            self.by_site.setdefault(g.site, []).append(g)
+        # sites a hook can stand in for are folded in during the pass; others (e.g. attn.hook_z of an
+        # attention SAE) are captured and folded in afterwards
+        self.in_pass = {site for site in self.by_site if parse_site(site, lm.info.n_layers)[1] in EDITABLE}
 
     def step(self, row_ids: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> None:
         """One batch: each group's state is updated inside the forward, in a hook right after its
@@ -345,9 +342,6 @@ class Scanner:
         self.seen_sample_tokens += int(flat.sum())
         self.n_sampled = max(self.n_sampled, int(slots.max()) + 1 if slots.numel() else self.n_sampled)
         rows_d = row_ids.to(dev)
-        by_site: dict[str, list[Group]] = {}
-        for g in self.groups:
-            by_site.setdefault(g.site, []).append(g)
 
         def folder(groups: list[Group]) -> Callable[[torch.Tensor], torch.Tensor]:
             def fold(x: torch.Tensor) -> torch.Tensor:
@@ -358,14 +352,10 @@ class Scanner:
 
             return fold
 
-        # sites a hook can stand in for are folded in during the pass; others (e.g. attn.hook_z of an
-        # attention SAE) are captured and folded in afterwards
-        n_layers = self.lm.info.n_layers
-        in_pass = {site: groups for site, groups in by_site.items() if parse_site(site, n_layers)[1] in EDITABLE}
         cap = capture(self.lm, ids, self.sites, attention_mask=mask, logits=False, stop_early=True,
-                      edits={site: folder(groups) for site, groups in in_pass.items()})
-        for site, groups in by_site.items():
-            if site not in in_pass:
+                      edits={site: folder(self.by_site[site]) for site in self.in_pass})
+        for site, groups in self.by_site.items():
+            if site not in self.in_pass:
                 folder(groups)(cap.acts[site])
 
     def state(self, done: int) -> dict[str, Any]:
