@@ -172,7 +172,7 @@ def load_sae(ref: str, cache_dir: str | Path, device: str | torch.device = "cpu"
         if not (path / "cfg.json").is_file():
             raise SAEError(f"{path} is not an sae-lens SAE directory (no cfg.json).")
         try:
-            sae = SAE.load_from_disk(str(path), device=str(device))
+            sae = SAE.load_from_disk(str(path), device=str(device), dtype="float32")  # shipped fp16, computed in fp32
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes a message
             raise SAEError(f"sae-lens could not load {path}: {exc}") from exc
         meta = _read_meta(path)
@@ -250,13 +250,34 @@ def check_fit(sae: LoadedSAE, lm: LoadedModel) -> None:
             )
 
 
-def splice_edit(sae: LoadedSAE) -> Any:
-    """A capture ``edits`` function that replaces the site's activation by the SAE reconstruction."""
+def in_distribution(x: torch.Tensor, skip_first: int = 0, max_norm: float | None = None) -> torch.Tensor:
+    """[B, T] mask of the positions an SAE was trained on: from ``skip_first`` on, and (when the SAE
+    records one) with a residual norm within its ``max_norm`` (massive-activation tokens excluded)."""
+    mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    mask[:, :skip_first] = False
+    if max_norm is not None:
+        mask &= x.float().norm(dim=-1) <= max_norm
+    return mask
+
+
+def splice_edit(sae: LoadedSAE, skip_first: int = 0, max_norm: float | None = None) -> Any:
+    """A capture ``edits`` function that replaces the site's activation by the SAE reconstruction at the
+    in-distribution positions (:func:`in_distribution`); the others keep their clean value."""
 
     def edit(x: torch.Tensor) -> torch.Tensor:
+        mask = in_distribution(x, skip_first, max_norm)
         mean = x.mean(-1, keepdim=True) if sae.center else 0.0
-        recon = sae.sae.decode(sae.sae.encode((x - mean).to(sae.sae.W_enc.dtype)))
-        return (recon + mean).to(x.dtype)
+        recon = (sae.sae.decode(sae.sae.encode((x - mean).to(sae.sae.W_enc.dtype))) + mean).to(x.dtype)
+        return torch.where(mask[..., None], recon, x)
+
+    return edit
+
+
+def zero_edit(skip_first: int = 0, max_norm: float | None = None) -> Any:
+    """A capture ``edits`` function that zero-ablates the site at the in-distribution positions."""
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        return x.masked_fill(in_distribution(x, skip_first, max_norm)[..., None], 0.0)
 
     return edit
 
@@ -278,44 +299,56 @@ class SAEQuality:
         return dict(self.__dict__)
 
 
-def _ce(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+def _ce(logits: torch.Tensor, ids: torch.Tensor, skip_first: int = 0) -> torch.Tensor:
+    """Next-token cross-entropy of the predictions made at positions ``skip_first`` .. T-2."""
+    logp = torch.log_softmax(logits[:, skip_first:-1].float(), dim=-1)
+    return -logp.gather(-1, ids[:, skip_first + 1 :, None]).squeeze(-1)
 
 
 @torch.inference_mode()
-def evaluate_sae(lm: LoadedModel, sae: LoadedSAE, batches: list[torch.Tensor], skip_first: int = 1) -> SAEQuality:
+def evaluate_sae(lm: LoadedModel, sae: LoadedSAE, batches: list[torch.Tensor], skip_first: int = 1,
+                 max_norm: float | None = None, ce_batches: int | None = None) -> SAEQuality:
     """L0, explained variance and loss recovered (SAE output spliced in through capture ``edits``).
-    L0 and explained variance skip the first ``skip_first`` positions (BOS); losses cover all."""
+
+    Only the in-distribution positions (:func:`in_distribution`: not the first ``skip_first`` -- BOS or
+    the attention sink -- and not massive-activation tokens above ``max_norm``, both left out of training)
+    are encoded, spliced or zeroed; the others keep their clean values. CE is scored on every prediction
+    from position ``skip_first`` on, over the first ``ce_batches`` batches (all when None; each costs three
+    full forwards, while L0, explained variance and dead features need only the pass up to the SAE's layer).
+    """
     from analysis.capture import capture
 
     n = 0
     l0_sum = 0.0
     sse = 0.0
-    tot = 0.0
     ce = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
     n_ce = 0
     fired = torch.zeros(sae.d_sae, dtype=torch.bool)
     acts_all = []
-    for ids in batches:
-        clean = capture(lm, ids, [sae.site])
-        x = clean.acts[sae.site].float()[:, skip_first:]  # BOS / attention sink excluded, as sae-lens evals do
+    for index, ids in enumerate(batches):
+        with_ce = ce_batches is None or index < ce_batches
+        clean = capture(lm, ids, [sae.site], logits=with_ce, stop_early=not with_ce)
+        site_acts = clean.acts[sae.site].float()
+        x = site_acts[in_distribution(site_acts, skip_first, max_norm)]  # [N, d]
         if sae.center:
             x = x - x.mean(-1, keepdim=True)
         feats = sae.encode(x)
         recon = sae.decode(feats).float().cpu()
         x = x.cpu()
         l0_sum += float((feats > 0).sum())
-        fired |= (feats > 0).reshape(-1, sae.d_sae).any(0)
+        fired |= (feats > 0).any(0)
         sse += float(((recon - x) ** 2).sum())
-        acts_all.append(x.reshape(-1, x.shape[-1]))
-        n += x.shape[0] * x.shape[1]
-        ce["clean"] += float(_ce(clean.logits, ids.to(clean.logits.device)).sum())
-        spliced = capture(lm, ids, [], edits={sae.site: splice_edit(sae)})
-        ce["spliced"] += float(_ce(spliced.logits, ids.to(spliced.logits.device)).sum())
-        zero = capture(lm, ids, [], edits={sae.site: torch.zeros_like})
-        ce["zero"] += float(_ce(zero.logits, ids.to(zero.logits.device)).sum())
-        n_ce += ids.shape[0] * (ids.shape[1] - 1)
+        acts_all.append(x)
+        n += x.shape[0]
+        if not with_ce:
+            continue
+        device_ids = ids.to(clean.logits.device)
+        ce["clean"] += float(_ce(clean.logits, device_ids, skip_first).sum())
+        spliced = capture(lm, ids, [], edits={sae.site: splice_edit(sae, skip_first, max_norm)})
+        ce["spliced"] += float(_ce(spliced.logits, device_ids, skip_first).sum())
+        zero = capture(lm, ids, [], edits={sae.site: zero_edit(skip_first, max_norm)})
+        ce["zero"] += float(_ce(zero.logits, device_ids, skip_first).sum())
+        n_ce += ids.shape[0] * (ids.shape[1] - 1 - skip_first)
     allx = torch.cat(acts_all)
     tot = float(((allx - allx.mean(0)) ** 2).sum())
     c = {k: v / n_ce for k, v in ce.items()}

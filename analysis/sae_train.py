@@ -1,202 +1,330 @@
-"""``make sae``: train an SAE on the embedded SmolLM2 with sae-lens's own training runner, offline.
+"""``make sae``: train the embedded SmolLM2's SAE with sae-lens, over a disk cache of activations.
 
-sae-lens trains on the HF model (``model_class_name="AutoModelForCausalLM"``, hook ``model.layers.15``,
-the residual stream after block 15) over the built-in offline corpus written as a JSONL folder, then
-this module evaluates it through our capture sites (L0, explained variance, loss recovered with the
-SAE output spliced in via ``capture(edits=...)``) and writes the metrics next to the SAE as
-``glassbox.json``. The SAE is saved in sae-lens's format under ``<cache>/saes/smollm2-l15-res``.
+Two phases, both resumable:
 
-    python -m analysis.sae_train [--tokens 300000] [--d-sae 2304] [--k 32]
+1. **Activation cache.** The training corpus (:mod:`analysis.corpus.training`) is packed into rows of
+   ``seq_len`` tokens (:data:`analysis.io.RUN_LIKE`: rows start as a run of a text would, documents
+   separated by EOS) and run through the model up to the SAE's layer (``capture(stop_early=True)``). The
+   residual stream after block ``layer`` (``blocks.{layer}.hook_resid_post``) of every position but the
+   first (an attention sink with a ~100x norm) is written as fp16 chunks of ``chunk_rows`` rows
+   (``chunk-00000.npy`` ...). A chunk is written atomically, so a stopped run resumes at the first
+   missing chunk; the manifest pins the corpus and model so a changed corpus never mixes in.
+2. **Training.** sae-lens's own ``BatchTopKTrainingSAE`` and ``SAETrainer`` (its Adam, LR schedule,
+   dead-feature AuxK loss, activation norm scaling) are fed shuffled batches of the cached activations
+   for ``epochs`` passes; sae-lens saves it as a JumpReLU SAE (its inference form of BatchTopK). BatchTopK
+   over TopK: the same average L0 with a per-token budget (simple tokens use fewer features), which
+   reconstructs better at the same L0; the threshold keeps inference deterministic per token.
+
+The SAE is then evaluated on held-out documents (never cached or trained on) through our capture sites:
+L0, explained variance, CE loss with the SAE spliced in vs clean vs zero-ablated, dead features; saved
+fp16 in sae-lens format with ``glassbox.json`` (options, corpus, wall times, held-out figures).
+
+    python -m analysis.sae_train [--tokens 2000000] [--epochs 5] [--d-sae 3072] [--k 48] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
-import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from analysis.capture import capture
+from analysis.errors import InputError
 from analysis.features_sae import (
-    EMBEDDED_SAE,
     EMBEDDED_SAE_LAYER,
     META_FILE,
+    SAEQuality,
     embedded_sae_dir,
     evaluate_sae,
     forget_sae,
     load_sae,
 )
+from analysis.io import RUN_LIKE, pack_rows
+from analysis.models import LoadedModel
 from analysis.settings import EMBEDDED_LM, Settings, load_settings
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+CACHE_VERSION = 1
+# Massive activations (Sun et al. 2024): ~1 token in 10,000 (a '\n', '0', '────' in certain contexts) has a
+# residual norm ~150x the median and alone holds ~75% of the variance; like BOS they are left out of training
+# and evaluation (and the Features page marks them), else the SAE spends itself reconstructing them.
+MASSIVE_NORM_FACTOR = 10.0
 
 
 @dataclass
-class TrainOptions:
-    tokens: int = 300_000
-    d_sae: int = 2304  # 4x d_model
-    k: int = 32  # TopK SAE: L0 is fixed by construction, no L1 sweep needed on a CPU budget
+class SAETrainOptions:
+    """Budget and architecture of one training run (the defaults made the shipped SAE)."""
+
+    model_id: str = EMBEDDED_LM
     layer: int = EMBEDDED_SAE_LAYER
-    context_size: int = 128
-    lr: float = 1e-3
-    batch_tokens: int = 512
-    eval_docs: int = 24
-    corpus_chars: int = 2_500_000
-    max_minutes: float = 15.0  # time budget for model load + training; the SAE so far is saved when it is hit
+    tokens: int = 2_000_000  # activations cached and trained on (position 0 of each row excluded)
+    epochs: int = 5
+    d_sae: int = 3072
+    k: float = 48.0  # BatchTopK: average active features per token
+    seq_len: int = 256
+    lr: float = 4e-4
+    batch_tokens: int = 4096
+    warmup_steps: int = 200
+    aux_coefficient: float = 1.0 / 32  # AuxK loss weight (Gao et al. 2024)
+    dead_window: int = 100  # steps without firing before a feature counts as dead (AuxK then trains it)
+    heldout_rows: int = 400  # ~100k held-out tokens for L0 / explained variance / dead features
+    heldout_ce_rows: int = 48  # of which these also score CE clean / spliced / zero-ablated
+    chunk_rows: int = 64
+    capture_batch: int = 8
+    seed: int = 0
+    out: str | None = None  # default: <cache>/saes/smollm2-l15-res
+    cache: str | None = None  # default: <cache>/sae-activations/<model>-l<layer>
 
 
-def _write_dataset(settings: Settings, folder: Path, max_chars: int) -> tuple[int, list[str]]:
-    """train.jsonl from the offline corpus; returns (n docs, held-out docs for evaluation)."""
-    from analysis.corpus import SampleLibrary
-
-    docs = SampleLibrary(settings.samples_dir, max_chars=settings.max_text_chars).training_text(max_chars)
-    held_out = docs[-64:]
-    train = docs[:-64]
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "train.jsonl", "w") as handle:
-        for doc in train:
-            handle.write(json.dumps({"text": doc}) + "\n")
-    return len(train), held_out
+def _site(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_post"
 
 
-def _eval_batches(lm: Any, docs: list[str], n: int, ctx: int) -> list[Any]:
-    import torch
+def training_rows(lm: LoadedModel, options: SAETrainOptions) -> tuple[list[list[int]], list[list[int]], dict]:
+    """(training rows, held-out rows, corpus facts): rows of ``seq_len`` tokens packed from the corpus."""
+    from analysis.corpus.training import training_corpus
 
-    rows = []
-    for doc in docs:
-        bos = [lm.tokenizer.bos_token_id] if lm.tokenizer.bos_token_id is not None else []
-        ids = bos + lm.tokenizer(doc, add_special_tokens=False)["input_ids"]  # BOS first, as in training
-        if len(ids) >= ctx:
-            rows.append(ids[:ctx])
-        if len(rows) >= n:
+    per_row = options.seq_len - 1
+    n_rows = math.ceil(options.tokens / per_row)
+    corpus = training_corpus(max_chars=int(options.tokens * 5.5), heldout_chars=options.heldout_rows * options.seq_len * 6)
+    train = pack_rows(lm.tokenizer, corpus.train, n_rows * options.seq_len, options.seq_len, RUN_LIKE)
+    train = [r for r in train if len(r) == options.seq_len][:n_rows]
+    if len(train) < n_rows:
+        raise InputError(f"The offline corpus gave {len(train) * per_row:,} tokens; {options.tokens:,} were asked for.")
+    heldout = pack_rows(lm.tokenizer, corpus.heldout, options.heldout_rows * options.seq_len, options.seq_len, RUN_LIKE)
+    heldout = [r for r in heldout if len(r) == options.seq_len]
+    facts = {"train_documents": len(corpus.train), "heldout_documents": len(corpus.heldout),
+             "chars_by_source": corpus.chars_by_source, "heldout_rows": len(heldout)}
+    return train, heldout, facts
+
+
+def _digest(rows: list[list[int]]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(np.asarray(row, dtype=np.int32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_activations(lm: LoadedModel, rows: list[list[int]], site: str, directory: Path, chunk_rows: int = 64,
+                      batch: int = 8, progress: Progress | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> list[Path]:
+    """fp16 activations at ``site`` of every row's positions 1.., in atomic chunk files; resumes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = {"version": CACHE_VERSION, "model_id": lm.model_id, "site": site, "rows": len(rows),
+                "seq_len": len(rows[0]), "chunk_rows": chunk_rows, "rows_digest": _digest(rows), "skip_first": 1}
+    path = directory / "manifest.json"
+    if path.is_file() and json.loads(path.read_text()) != manifest:
+        shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+    path.write_text(json.dumps(manifest, indent=1))
+    n_chunks = math.ceil(len(rows) / chunk_rows)
+    files = [directory / f"chunk-{i:05d}.npy" for i in range(n_chunks)]
+    for i, file in enumerate(files):
+        if file.is_file():
+            continue
+        if should_stop is not None and should_stop():
             break
-    return [torch.tensor(rows[i : i + 8]) for i in range(0, len(rows), 8)]
+        part = rows[i * chunk_rows : (i + 1) * chunk_rows]
+        out = []
+        for start in range(0, len(part), batch):
+            ids = torch.tensor(part[start : start + batch])
+            acts = capture(lm, ids, [site], logits=False, stop_early=True).acts[site]
+            out.append(acts[:, 1:].reshape(-1, acts.shape[-1]).to(torch.float16).cpu().numpy())
+        tmp = file.with_suffix(".tmp.npy")
+        np.save(tmp, np.concatenate(out))
+        os.replace(tmp, file)
+        if progress is not None:
+            progress("caching activations", i + 1, n_chunks)
+    return [f for f in files if f.is_file()]
 
 
-class _Budget(KeyboardInterrupt):
-    """Raised by SIGALRM when the training time budget is over (sae-lens treats it as an interrupt)."""
+def load_cache(files: list[Path], norm_factor: float = MASSIVE_NORM_FACTOR) -> tuple[torch.Tensor, float, int]:
+    """The cached activations as one fp16 tensor [N, d] (2M x 576 = 2.3 GB) without the massive-activation
+    tokens, the norm bound used (``norm_factor`` x the median norm) and how many tokens it dropped."""
+    acts = np.concatenate([np.load(f) for f in files])
+    norms = np.linalg.norm(acts.astype(np.float32), axis=1)
+    bound = float(norm_factor * np.median(norms))
+    keep = norms <= bound
+    return torch.from_numpy(acts[keep]), bound, int((~keep).sum())
 
 
-def _run_with_budget(runner: Any, output: Path, max_minutes: float) -> bool:
-    """Run sae-lens's runner; when ``max_minutes`` pass, stop and save the SAE trained so far.
-    Returns True when the budget was hit."""
-    import signal
-
-    def on_alarm(_signum: int, _frame: Any) -> None:
-        raise _Budget
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, max(1.0, max_minutes * 60))
-    try:
-        runner.run()
-        return False
-    except _Budget:
-        print(f"time budget of {max_minutes} min reached: saving the SAE trained so far")
-        output.mkdir(parents=True, exist_ok=True)
-        runner.sae.save_inference_model(str(output))
-        return True
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def shuffled_batches(acts: torch.Tensor, batch: int, epochs: int, seed: int) -> Iterator[torch.Tensor]:
+    """float32 batches of ``batch`` rows, a fresh permutation every epoch (an endless iterator after that)."""
+    generator = torch.Generator().manual_seed(seed)
+    epoch = 0
+    while True:
+        order = torch.randperm(acts.shape[0], generator=generator)
+        for start in range(0, acts.shape[0] - batch + 1, batch):
+            yield acts[order[start : start + batch]].float()
+        epoch += 1
+        if epoch >= epochs:
+            epoch = 0  # sae-lens stops by its sample count; this only guards a last partial step
 
 
-def train_embedded_sae(settings: Settings, options: TrainOptions) -> dict[str, Any]:
-    """Train, save (atomically) and evaluate the embedded SAE; returns the metrics dict."""
+def train_sae(acts: torch.Tensor, options: SAETrainOptions, progress: Progress | None = None) -> Any:
+    """sae-lens's BatchTopK SAE trained by its SAETrainer on the cached activations."""
     os.environ.setdefault("WANDB_MODE", "disabled")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
-    from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
+    from sae_lens import LoggingConfig
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
 
-    from analysis.embedded import smollm2_dir
+    torch.manual_seed(options.seed)
+    d_in = acts.shape[1]
+    cfg = BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=options.d_sae, k=options.k,
+                                     aux_loss_coefficient=options.aux_coefficient,
+                                     normalize_activations="expected_average_only_in", dtype="float32", device="cpu")
+    cfg.metadata.model_name = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    cfg.metadata.hook_name = _site(options.layer)
+    cfg.metadata.context_size = options.seq_len
+    cfg.metadata.prepend_bos = False
+    sae = BatchTopKTrainingSAE(cfg)
+    total = acts.shape[0] * options.epochs
+    steps = total // options.batch_tokens
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=total, train_batch_size_samples=options.batch_tokens, lr=options.lr,
+        lr_end=options.lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=options.warmup_steps,
+        lr_decay_steps=max(1, steps - options.warmup_steps), device="cpu", autocast=False,
+        dead_feature_window=options.dead_window, feature_sampling_window=max(200, steps // 10),
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    data = shuffled_batches(acts, options.batch_tokens, options.epochs, options.seed)
 
-    start = time.time()
-    model_dir = smollm2_dir(settings.cache_dir)
-    target = embedded_sae_dir(settings.cache_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".sae-train-", dir=target.parent))
-    try:
-        n_docs, held_out = _write_dataset(settings, work / "data", options.corpus_chars)
-        print(f"dataset: {n_docs} documents from the offline corpus -> {work / 'data' / 'train.jsonl'}")
-        cfg = LanguageModelSAERunnerConfig(
-            model_name=str(model_dir),
-            model_class_name="AutoModelForCausalLM",
-            model_from_pretrained_kwargs={"dtype": "float32"},  # fp16 checkpoint computed in fp32, as the app does
-            hook_name=f"model.layers.{options.layer}",
-            dataset_path=str(work / "data"),
-            is_dataset_tokenized=False,
-            exclude_special_tokens=True,  # BOS/separators: huge-norm attention sinks would dominate the MSE
-            streaming=False,
-            context_size=options.context_size,
-            training_tokens=options.tokens,
-            train_batch_size_tokens=options.batch_tokens,
-            store_batch_size_prompts=8,
-            n_batches_in_buffer=16,
-            lr=options.lr,
-            lr_warm_up_steps=20,
-            device="cpu",
-            act_store_device="cpu",
-            dtype="float32",
-            sae=TopKTrainingSAEConfig(d_in=576, d_sae=options.d_sae, k=options.k),
-            logger=LoggingConfig(log_to_wandb=False),
-            output_path=str(work / "sae"),
-            checkpoint_path=None,  # no checkpoints; a time-budget stop saves the SAE itself
-            n_checkpoints=0,
-            n_eval_batches=2,
-        )
-        runner = LanguageModelSAETrainingRunner(cfg)
-        budget_hit = _run_with_budget(runner, work / "sae", options.max_minutes)
-        train_seconds = time.time() - start
-        meta = {
-            "model_id": EMBEDDED_LM,
-            "hook_name": cfg.hook_name,
-            "training_tokens_requested": options.tokens,  # fewer were seen when time_budget_hit
-            "d_sae": options.d_sae,
-            "k": options.k,
-            "context_size": options.context_size,
-            "train_seconds": round(train_seconds, 1),
-            "time_budget_hit": budget_hit,
-            "max_minutes": options.max_minutes,
-            "trainer": "sae_lens.LanguageModelSAETrainingRunner (TopK)",
-        }
-        (work / "sae" / META_FILE).write_text(json.dumps(meta, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work / "sae", target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    forget_sae(EMBEDDED_SAE, settings.cache_dir)
+    class _Progress:
+        def __init__(self, inner: Iterator[torch.Tensor]) -> None:
+            self.inner, self.n = inner, 0
+
+        def __iter__(self) -> _Progress:
+            return self
+
+        def __next__(self) -> torch.Tensor:
+            self.n += 1
+            if progress is not None and self.n % 50 == 0:
+                progress("training", min(self.n, steps), steps)
+            return next(self.inner)
+
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_Progress(data))
+    # Start at the data (Anthropic's and Gao et al.'s init): b_dec = the mean activation, so the encoder sees
+    # centred inputs from step one; the residual stream's mean is ~0.7 of a typical token's norm here, and
+    # from b_dec = 0 most features first learn that one direction and die. The norm factor is sae-lens's own
+    # ``expected_average_only_in`` estimate (sqrt(d_in) / mean norm), set before fit() so fit() keeps it.
+    sample = acts[torch.randperm(acts.shape[0], generator=torch.Generator().manual_seed(options.seed))[:200_000]].float()
+    factor = float(math.sqrt(d_in) / sample.norm(dim=-1).mean())
+    trainer.activation_scaler.scaling_factor = factor
+    with torch.no_grad():
+        sae.b_dec.copy_(sample.mean(0) * factor)
+    trainer.fit()
+    return trainer
+
+
+def heldout_batches(rows: list[list[int]], batch: int = 8) -> list[torch.Tensor]:
+    return [torch.tensor(rows[i : i + batch]) for i in range(0, len(rows), batch)]
+
+
+def save_sae(trainer: Any, out: Path, meta: dict[str, Any]) -> Path:
+    """sae-lens inference format (JumpReLU), fp16, with sparsity and glassbox.json; atomic replace."""
+    from safetensors.torch import load_file, save_file
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.sae.save_inference_model(str(tmp))
+    weights = tmp / "sae_weights.safetensors"
+    save_file({k: v.to(torch.float16).contiguous() for k, v in load_file(str(weights)).items()}, str(weights))
+    cfg = json.loads((tmp / "cfg.json").read_text())
+    cfg["dtype"] = "float16"
+    (tmp / "cfg.json").write_text(json.dumps(cfg))
+    save_file({"sparsity": trainer.log_feature_sparsity.to(torch.float16)}, str(tmp / "sparsity.safetensors"))
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    return out
+
+
+def run(settings: Settings, options: SAETrainOptions, progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Cache (resuming), train, evaluate, save. Returns the metadata written to glassbox.json."""
     from analysis.runtime import Runtime
 
+    started = time.time()
     runtime = Runtime(settings)
-    lm = runtime.model(EMBEDDED_LM)
-    sae = load_sae(EMBEDDED_SAE, settings.cache_dir)
-    quality = evaluate_sae(lm, sae, _eval_batches(lm, held_out, options.eval_docs, options.context_size))
-    meta.update(quality.as_dict(), total_seconds=round(time.time() - start, 1))
-    (target / META_FILE).write_text(json.dumps(meta, indent=2))
+    lm = runtime.model(options.model_id)
+    site = _site(options.layer)
+    train_rows, heldout_rows, facts = training_rows(lm, options)
+    cache_dir = Path(options.cache or settings.cache_path / "sae-activations" / f"smollm2-l{options.layer}")
+    t0 = time.time()
+    files = cache_activations(lm, train_rows, site, cache_dir, options.chunk_rows, options.capture_batch, progress,
+                              should_stop)
+    cache_seconds = time.time() - t0
+    if len(files) < math.ceil(len(train_rows) / options.chunk_rows):
+        return {"status": "stopped", "chunks": len(files)}
+    acts, max_norm, n_massive = load_cache(files)
+    t1 = time.time()
+    trainer = train_sae(acts, options, progress)
+    train_seconds = time.time() - t1
+    out = Path(options.out) if options.out else embedded_sae_dir(settings.cache_dir)
+    meta: dict[str, Any] = {
+        "model_id": options.model_id, "hook_name": site, "architecture": "BatchTopK (saved as JumpReLU)",
+        "trainer": "sae_lens.SAETrainer + BatchTopKTrainingSAE", "sae_lens_version": _sae_lens_version(),
+        "options": asdict(options) | {"out": None, "cache": None}, "corpus": facts,
+        "tokens_trained": int(acts.shape[0]), "massive_tokens_excluded": n_massive, "max_norm": round(max_norm, 2),
+        "cache_seconds": round(cache_seconds, 1),
+        "train_seconds": round(train_seconds, 1), "command": "make sae",
+    }
+    save_sae(trainer, out, meta)
+    forget_sae(str(out), settings.cache_dir)
+    sae = load_sae(str(out), settings.cache_dir)
+    quality: SAEQuality = evaluate_sae(lm, sae, heldout_batches(heldout_rows), skip_first=1, max_norm=max_norm,
+                                         ce_batches=math.ceil(options.heldout_ce_rows / 8))
+    meta["heldout"] = quality.as_dict()
+    meta["total_seconds"] = round(time.time() - started, 1)
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    forget_sae(str(out), settings.cache_dir)
     return meta
 
 
+def _sae_lens_version() -> str:
+    from importlib.metadata import version
+
+    return version("sae-lens")
+
+
 def main(argv: list[str] | None = None) -> int:
-    defaults = TrainOptions()
+    defaults = SAETrainOptions()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=defaults.tokens, help="training tokens")
-    parser.add_argument("--d-sae", type=int, default=defaults.d_sae)
-    parser.add_argument("--k", type=int, default=defaults.k, help="TopK active features per token")
-    parser.add_argument("--layer", type=int, default=defaults.layer)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
-                        help="time budget for load + training; the SAE so far is saved when it is hit")
+    for name, value in asdict(defaults).items():
+        kind = type(value) if value is not None else str
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     args = parser.parse_args(argv)
-    options = TrainOptions(tokens=args.tokens, d_sae=args.d_sae, k=args.k, layer=args.layer, lr=args.lr,
-                           max_minutes=args.max_minutes)
-    meta = train_embedded_sae(load_settings(), options)
-    print(f"saved {embedded_sae_dir(load_settings().cache_dir)}")
-    for key in ("n_tokens", "l0", "explained_variance", "ce_clean", "ce_spliced", "ce_zero", "loss_recovered",
-                "dead_fraction", "train_seconds", "total_seconds"):
-        print(f"{key:>20}: {meta[key]:.4f}" if isinstance(meta[key], float) else f"{key:>20}: {meta[key]}")
+    options = SAETrainOptions(**vars(args))
+    from tqdm.auto import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def report(phase: str, done: int, total: int) -> None:
+        bar = bars.get(phase)
+        if bar is None:
+            bar = bars[phase] = tqdm(total=total, desc=phase)
+        bar.update(done - bar.n)
+
+    meta = run(load_settings(), options, report)
+    for bar in bars.values():
+        bar.close()
+    print(json.dumps({k: meta.get(k) for k in ("heldout", "tokens_trained", "cache_seconds", "train_seconds",
+                                                "total_seconds")}, indent=1))
     return 0
 
 

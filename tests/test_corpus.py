@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analysis import corpus
-from analysis.corpus import CorpusError, Sample, SampleLibrary, SampleNotFound
+from analysis.corpus import CorpusError, Sample, SampleLibrary, SampleNotFound, sources
 
 HAS_BIBLE = shutil.which("bible") is not None
 HAS_JARGON = corpus.JARGON_PATH.is_file()
@@ -115,13 +115,13 @@ def test_code_chunks_start_at_top_level_definitions(lib: SampleLibrary) -> None:
 
 def test_chunk_code_splits_and_names_blocks() -> None:
     src = "import os\n\n\n@dec\ndef a():\n    return 1\n\n\n# about B\nclass B:\n    x = 1\n"
-    blocks = corpus._code_blocks(src)
+    blocks = sources.code_blocks(src)
     assert [names for _, names in blocks] == [[], ["a"], ["B"]]
     assert blocks[1][0].startswith("@dec\ndef a")
     assert blocks[2][0].startswith("# about B\nclass B")
-    packed = corpus._chunk_code(blocks, target=1000, limit=1000)
+    packed = sources.chunk_code(blocks, target=1000, limit=1000)
     assert len(packed) == 1 and packed[0][1] == ["a", "B"]
-    tight = corpus._chunk_code(blocks, target=30, limit=30)
+    tight = sources.chunk_code(blocks, target=30, limit=30)
     assert all(len(text) <= 30 for text, _ in tight)
 
 
@@ -252,7 +252,7 @@ def test_training_text(lib: SampleLibrary) -> None:
 
 def test_parse_bible_handles_wrapped_verses() -> None:
     out = "\nGenesis 1\n\n  1 In the beginning.\n  2 And the earth was\nwithout form.\n\nGenesis 2\n\n  1 Thus.\n"
-    assert corpus._parse_bible(out, "Genesis") == [
+    assert sources.parse_bible(out, "Genesis") == [
         (1, ["In the beginning.", "And the earth was without form."]),
         (2, ["Thus."]),
     ]

@@ -45,7 +45,7 @@ def test_export_svg_has_tokens(runtime):
 
 
 def test_training_saves_tuned_lens_format_and_loads_back(runtime, smollm2, tmp_path):
-    cfg = TrainConfig(steps=2, seq_len=16, batch_size=1, train_chars=4000, heldout_texts=1, out=str(tmp_path / "lens"),
+    cfg = TrainConfig(steps=2, seq_len=16, batch_size=1, heldout_rows=2, out=str(tmp_path / "lens"),
                       warmup_steps=0, lr=1e-3)
     seen = []
     result = train_tuned_lens(runtime, cfg, progress=lambda d, t, loss: seen.append((d, t, loss)))
