@@ -54,10 +54,10 @@ screenshots:
 	GLASSBOX_SCREENSHOTS_DIR=docs/screenshots HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q tests/e2e
 
 lens:
-	HF_HUB_OFFLINE=1 $(PYTHON) -m analysis.lens_train $(ARGS)
+	HF_HUB_OFFLINE=1 $(PYTHON) -m analysis.lens.train $(ARGS)
 
 sae:
-	HF_HUB_OFFLINE=1 $(PYTHON) -m analysis.sae_train $(ARGS)
+	HF_HUB_OFFLINE=1 $(PYTHON) -m analysis.features.train $(ARGS)
 
 index:
 	HF_HUB_OFFLINE=1 $(PYTHON) -m analysis.neurons build $(ARGS)

@@ -9,8 +9,12 @@ each architecture (weights converted, numerics differ from HF); hooks keep HF's 
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +33,7 @@ from analysis.sites import (
 )
 
 Edit = Callable[[torch.Tensor], torch.Tensor]
+Observer = Callable[[torch.Tensor], None]
 EDITABLE = {
     "hook_embed", "ln_final.hook_normalized", "hook_resid_pre", "hook_resid_post", "hook_attn_out",
     "hook_mlp_out", "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "ln1.hook_normalized",
@@ -70,6 +75,12 @@ class Run:
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
+    @functools.cached_property
+    def key(self) -> str:
+        """A content hash of (model, text, token ids): what derived products of this run are cached under."""
+        blob = json.dumps([self.model_id, self.text, self.token_ids], ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
     @property
     def nbytes(self) -> int:
         tensors = list(self.acts.values()) + ([self.logits] if self.logits is not None else [])
@@ -95,12 +106,16 @@ class _Hooks:
         self.handles: list[Any] = []
         self.stop_after: int | None = None
 
-    def _out(self, module: Any, key: tuple[int | None, str], edit: Edit | None) -> None:
+    def _out(self, module: Any, key: tuple[int | None, str], edit: Edit | None, observe: Observer | None = None,
+             keep: bool = True) -> None:
         def hook(_mod: Any, _inp: Any, output: Any) -> Any:
             if edit is not None:
                 new = edit(_first(output))
                 output = (new, *output[1:]) if isinstance(output, tuple) else new
-            self.raw[key] = _first(output).detach()
+            if observe is not None:
+                observe(_first(output).detach())
+            if keep:
+                self.raw[key] = _first(output).detach()
             if key[1] == "block_out" and self.stop_after is not None and key[0] == self.stop_after:
                 raise _StopForward
             return output if edit is not None else None
@@ -113,7 +128,8 @@ class _Hooks:
 
         self.handles.append(module.register_forward_hook(hook))
 
-    def _in(self, module: Any, key: tuple[int | None, str], edit: Edit | None) -> None:
+    def _in(self, module: Any, key: tuple[int | None, str], edit: Edit | None, observe: Observer | None = None,
+            keep: bool = True) -> None:
         def hook(_mod: Any, args: tuple, kwargs: dict) -> Any:
             if args:
                 value = args[0]
@@ -126,7 +142,10 @@ class _Hooks:
                     args = (value, *args[1:])
                 else:
                     kwargs = dict(kwargs, **{name: value})
-            self.raw[key] = value.detach()
+            if observe is not None:
+                observe(value.detach())
+            if keep:
+                self.raw[key] = value.detach()
             return (args, kwargs) if edit is not None else None
 
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
@@ -137,22 +156,25 @@ class _Hooks:
 
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
-    def add(self, layer: int | None, local: str, edit: Edit | None = None) -> None:
-        """Register what ``local`` needs at ``layer`` (idempotent per raw key)."""
+    def add(self, layer: int | None, local: str, edit: Edit | None = None, observe: Observer | None = None,
+            keep: bool = True) -> None:
+        """Register what ``local`` needs at ``layer`` (idempotent per raw key). ``observe`` is called with the
+        site's value during the pass; ``keep=False`` does not hold on to it (editable sites only)."""
         spec = self.spec
+        io = {"observe": observe, "keep": keep}
         if layer is None:
             if local == "hook_embed":
-                self._out(get_module(self.root, spec.embed), (None, local), edit)
+                self._out(get_module(self.root, spec.embed), (None, local), edit, **io)
             else:
-                self._out(get_module(self.root, spec.final_norm), (None, local), edit)
+                self._out(get_module(self.root, spec.final_norm), (None, local), edit, **io)
             return
         block = self.layers[layer]
         mod = lambda path: get_module(block, path)  # noqa: E731
         key = (layer, local)
         if local == "hook_resid_pre":
-            self._in(block, key, edit)
+            self._in(block, key, edit, **io)
         elif local == "hook_resid_post":
-            self._out(block, (layer, "block_out"), edit)
+            self._out(block, (layer, "block_out"), edit, **io)
         elif local == "hook_resid_mid":
             if spec.family == "bert":
                 self._out(mod("attention"), key, None)
@@ -160,9 +182,9 @@ class _Hooks:
                 self.add(layer, "hook_resid_pre")
                 self.add(layer, "hook_attn_out")
         elif local == "ln1.hook_normalized":
-            self._out(mod(spec.ln1), key, edit)
+            self._out(mod(spec.ln1), key, edit, **io)
         elif local == "ln2.hook_normalized":
-            self._out(mod(spec.ln2), key, edit)
+            self._out(mod(spec.ln2), key, edit, **io)
         elif local in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
             which = local[-1]
             if spec.qkv in ("separate", "bert"):
@@ -178,15 +200,15 @@ class _Hooks:
         elif local == "attn.hook_z":
             self._in(mod(spec.o), key, None)
         elif local == "hook_attn_out":
-            self._out(mod(spec.attn_out_module), key, edit)
+            self._out(mod(spec.attn_out_module), key, edit, **io)
         elif local == "mlp.hook_pre":
-            self._out(mod(spec.mlp_in), key, edit)
+            self._out(mod(spec.mlp_in), key, edit, **io)
         elif local == "mlp.hook_pre_linear":
-            self._out(mod(spec.mlp_in_linear), key, edit)
+            self._out(mod(spec.mlp_in_linear), key, edit, **io)
         elif local == "mlp.hook_post":
-            self._in(mod(spec.mlp_down), key, edit)
+            self._in(mod(spec.mlp_down), key, edit, **io)
         elif local == "hook_mlp_out":
-            self._out(mod(spec.mlp_out_module), key, edit)
+            self._out(mod(spec.mlp_out_module), key, edit, **io)
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -232,6 +254,22 @@ class _Hooks:
         return self.raw[(layer, local)]
 
 
+@contextmanager
+def _attention_implementation(model: Any, fused: bool) -> Iterator[None]:
+    """Switch to PyTorch SDPA for one pass (same math, fused; no attention weights) and back to the
+    configured implementation (eager, which the attention views need). Callers hold the model lock."""
+    current = getattr(model.config, "_attn_implementation", None)
+    switch = (fused and current == "eager" and getattr(model, "_supports_sdpa", False)
+              and hasattr(model, "set_attn_implementation"))
+    if switch:
+        model.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(current)
+
+
 def capture(
     lm: LoadedModel,
     input_ids: torch.Tensor,
@@ -241,13 +279,19 @@ def capture(
     inputs_embeds: torch.Tensor | None = None,
     logits: bool = True,
     edits: dict[str, Edit] | None = None,
+    observe: dict[str, Observer] | None = None,
     stop_early: bool = False,
+    fused_attention: bool = False,
 ) -> Capture:
     """Run one batched forward pass and return the requested sites ([B, T, ...]) and logits.
 
-    ``sites="all"`` captures every site the architecture has. ``edits`` maps a site to a function
-    that replaces its value during the pass (steering, SAE splicing). ``stop_early`` ends the pass
-    after the last block that holds a requested site (no logits then).
+    The one model call path of Glassbox (every page, job and benchmark forward goes through here, and
+    only here is ``forward_count`` counted). ``sites="all"`` captures every site the architecture has.
+    ``edits`` maps a site to a function that replaces its value during the pass (steering, SAE splicing).
+    ``observe`` maps a site to a function that reads its value during the pass (pooling, folding a batch
+    into an index) without the capture holding on to it. ``stop_early`` ends the pass after the last block
+    that holds a requested or observed site (no logits then). ``fused_attention`` runs the pass with SDPA
+    (faster; attention patterns cannot be captured then).
     """
     info = lm.info
     spec = arch_for(lm.model)
@@ -257,26 +301,34 @@ def capture(
         layer, local = parse_site(site, info.n_layers)
         if layer is not None and not site_supported(spec, local):
             raise InputError(f"Site '{site}' does not exist for the {spec.family} architecture.")
+        if fused_attention and local == "attn.hook_pattern":
+            raise InputError("Attention patterns need eager attention: capture them without fused_attention.")
         parsed.append((site, layer, local))
     edits = edits or {}
+    observe = observe or {}
+    requested = {(layer, local) for _site, layer, local in parsed}
+    direct: dict[tuple[int | None, str], dict[str, Any]] = {}
+    for site, fn in [*((s, ("edit", f)) for s, f in edits.items()), *((s, ("observe", f)) for s, f in observe.items())]:
+        layer, local = parse_site(site, info.n_layers)
+        if local not in EDITABLE:
+            kind = "edited" if fn[0] == "edit" else "observed during the pass"
+            raise InputError(f"Site '{site}' cannot be {kind} (possible: {', '.join(sorted(EDITABLE))}).")
+        direct.setdefault((layer, local), {})[fn[0]] = fn[1]
     # The lock spans hook registration to removal: hooks live on the shared model, so a concurrent
     # forward of another request must never fire them (or it would capture the wrong text).
     with lm.lock:
         hooks = _Hooks(lm.model, spec, info.d_head, info.d_model)
         try:
-            for site, edit in edits.items():
-                layer, local = parse_site(site, info.n_layers)
-                if local not in EDITABLE:
-                    raise InputError(f"Site '{site}' cannot be edited (editable: {', '.join(sorted(EDITABLE))}).")
-                hooks.add(layer, local, edit)
-            edited = {parse_site(s, info.n_layers) for s in edits}
+            for (layer, local), fns in direct.items():
+                hooks.add(layer, local, fns.get("edit"), fns.get("observe"), keep=(layer, local) in requested)
             for _site, layer, local in parsed:
-                if (layer, local) not in edited:
+                if (layer, local) not in direct:
                     hooks.add(layer, local)
-            last_layer = max((p[1] for p in parsed if p[1] is not None), default=None)
-            early = stop_early and last_layer is not None and all(p[1] is not None for p in parsed)
+            layers = [p[1] for p in parsed] + [key[0] for key in direct]
+            last_layer = max((x for x in layers if x is not None), default=None)
+            early = stop_early and last_layer is not None and all(x is not None for x in layers)
             if early:
-                hooks.add(last_layer, "hook_resid_post")
+                hooks.add(last_layer, "hook_resid_post", keep=(last_layer, "hook_resid_post") in requested)
                 hooks.stop_after = last_layer
             device_ids = input_ids.to(lm.device) if input_ids is not None else None
             mask = attention_mask.to(lm.device) if attention_mask is not None else None
@@ -288,7 +340,7 @@ def capture(
                 kwargs["input_ids"] = device_ids
             output = None
             runner = lm.model if (logits and info.is_causal and not early) else lm.model.base_model
-            with torch.inference_mode():
+            with torch.inference_mode(), _attention_implementation(lm.model, fused_attention):
                 lm.forward_count += 1
                 try:
                     output = runner(**kwargs, use_cache=False) if info.is_causal else runner(**kwargs)
@@ -299,22 +351,6 @@ def capture(
             hooks.remove()
     out_logits = getattr(output, "logits", None) if output is not None else None
     return Capture(acts=acts, logits=out_logits)
-
-
-def decode_tokens(tokenizer: Any, token_ids: list[int]) -> list[str]:
-    """Each token's own text (as the model sees it), one string per id."""
-    return [tokenizer.decode([i]) for i in token_ids]
-
-
-def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids [B, T], attention_mask [B, T]) with real tokens first, right-padded to the longest row."""
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return ids, mask
 
 
 def tokenize(lm: LoadedModel, text: str, max_tokens: int) -> list[int]:
@@ -339,7 +375,7 @@ def run_text(lm: LoadedModel, text: str, sites: Iterable[str] | str = (), *, max
         model_id=lm.model_id,
         text=text,
         token_ids=ids,
-        tokens=decode_tokens(lm.tokenizer, ids),
+        tokens=lm.decode(ids),
         logits=logits,
         acts=acts,
         sites=frozenset(acts),

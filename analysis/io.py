@@ -38,6 +38,20 @@ def pad_id(tokenizer: Any) -> int:
     return 0
 
 
+def pad_right(rows: list[list[int]], pad: int) -> tuple[Any, Any]:
+    """(input_ids [B, T], attention_mask [B, T]) with real tokens first, right-padded with ``pad`` to the
+    longest row (the one padding helper of every batched job)."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
 def special_prefix(tokenizer: Any) -> list[int]:
     """The special tokens the tokenizer puts before a text (e.g. BOS), so a packed row starts like a run."""
     with_special = tokenizer("a", add_special_tokens=True)["input_ids"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import torch
 
 from analysis.embedded import embedded_dir
 from analysis.errors import GlassboxError, ModelLoadError
+from analysis.io import TokenDecoder
+from analysis.jobs import Job
 from analysis.settings import Settings
 
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "electra", "xlm-roberta"}
@@ -57,10 +60,18 @@ class LoadedModel:
     lock: threading.RLock = field(default_factory=threading.RLock)
     forward_count: int = 0
     loaded_at: float = field(default_factory=time.time)
+    decoder: TokenDecoder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decoder = TokenDecoder(self.tokenizer)
 
     @property
     def model_id(self) -> str:
         return self.info.model_id
+
+    def decode(self, token_ids: Sequence[int]) -> list[str]:
+        """Each token's own text (byte tokens as ``<0xE2>``), one string per id: the one decoder of every page."""
+        return self.decoder.decode(token_ids)
 
 
 def resolve_device(preference: str = "auto") -> torch.device:
@@ -107,27 +118,30 @@ def _config_dims(config: Any) -> dict[str, int]:
     }
 
 
-def load_model(model_id: str, settings: Settings) -> LoadedModel:
+def load_model(model_id: str, settings: Settings, job: Job | None = None) -> LoadedModel:
     """Load model + tokenizer; every failure becomes a :class:`ModelLoadError` naming the model."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     if not model_id or not model_id.strip():
         raise ModelLoadError("No model given: pick one of the configured models.")
     source: str | Path = model_id
-    local = embedded_dir(model_id, settings.cache_dir)
+    local = embedded_dir(model_id, settings.cache_dir, job)
     if local is not None:
         source = local
     elif model_id.startswith(("/", ".", "~")) or Path(model_id).expanduser().is_dir():
-        path = Path(model_id).expanduser().resolve()
-        roots = [Path(r).expanduser().resolve() for r in settings.local_model_roots]
-        if roots and not any(path.is_relative_to(root) for root in roots):
-            raise ModelLoadError(f"Model directory '{model_id}' is outside the allowed folders {settings.local_model_roots}.")
+        # Model folders come from MODELS in config.py (the admin's list); with ALLOWED_ROOTS set they are held
+        # to them like every other server path.
+        from analysis.paths import user_path
+
+        path = user_path(settings, model_id, "model folder") if settings.roots else Path(model_id).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"Model directory '{model_id}' has no config.json: not a Hugging Face model folder.")
         source = path
     device = resolve_device(settings.device)
     dtype = resolve_dtype(device, settings.dtype)
     common: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code, "token": settings.hf_token}
+    if job is not None:
+        job.phase(f"loading {model_id} ({str(dtype).replace('torch.', '')} on {device})")
     try:
         config = AutoConfig.from_pretrained(source, **common)
         is_causal = config.model_type not in ENCODER_TYPES
@@ -175,6 +189,7 @@ class ModelRegistry:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.load_count: dict[str, int] = {}
+        self.on_evict: list[Callable[[str], None]] = []  # called with the model id after it left the registry
 
     def _lock_for(self, model_id: str) -> threading.Lock:
         with self._guard:
@@ -183,8 +198,8 @@ class ModelRegistry:
     def allowed(self, model_id: str) -> bool:
         return model_id in self.settings.models
 
-    def get(self, model_id: str) -> LoadedModel:
-        """The loaded model; concurrent callers for the same id wait for one load."""
+    def get(self, model_id: str, job: Job | None = None) -> LoadedModel:
+        """The loaded model; concurrent callers for the same id wait for one load (``job`` reports it)."""
         with self._guard:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
@@ -193,17 +208,21 @@ class ModelRegistry:
             with self._guard:
                 if model_id in self._models:
                     return self._models[model_id]
-            loaded = load_model(model_id, self.settings)
+            loaded = load_model(model_id, self.settings, job)
             with self._guard:
                 self.load_count[model_id] = self.load_count.get(model_id, 0) + 1
                 self._models[model_id] = loaded
-                self._evict(keep=model_id)
+                evicted = self._evict(keep=model_id)
+            self._notify(evicted)
             return loaded
 
-    def _evict(self, keep: str) -> None:
+    def _evict(self, keep: str) -> list[str]:
+        """Drop least-recently-used models over the count or memory budget (call with the guard held)."""
+
         def total() -> int:
             return sum(m.info.nbytes for m in self._models.values())
 
+        evicted = []
         while len(self._models) > 1 and (
             len(self._models) > self.settings.max_models or total() > self.settings.model_memory_bytes
         ):
@@ -211,6 +230,13 @@ class ModelRegistry:
             if oldest == keep:
                 break
             self._models.pop(oldest)
+            evicted.append(oldest)
+        return evicted
+
+    def _notify(self, evicted: list[str]) -> None:
+        for model_id in evicted:
+            for callback in list(self.on_evict):
+                callback(model_id)
 
     def register(self, loaded: LoadedModel) -> LoadedModel:
         """Add an already loaded model (tests, or models built in code)."""
@@ -229,5 +255,8 @@ class ModelRegistry:
             return model_id in self._models
 
     def unload(self, model_id: str) -> None:
+        """Evict one model now (its caches go with it through ``on_evict``)."""
         with self._guard:
-            self._models.pop(model_id, None)
+            gone = self._models.pop(model_id, None)
+        if gone is not None:
+            self._notify([model_id])

@@ -37,7 +37,8 @@ class Settings:
     port: int = 8050
     hf_token: str | None = None
     trust_remote_code: bool = False
-    local_model_roots: list[str] = field(default_factory=list)  # folders local model dirs may come from; empty = any
+    allowed_roots: list[str] = field(default_factory=list)  # folders every user-given server path must be in
+    local_model_roots: list[str] = field(default_factory=list)  # older name of allowed_roots (still read)
     max_tokens: int = 1024
     max_text_chars: int = 20_000
     max_dataset_rows: int = 5_000
@@ -54,6 +55,16 @@ class Settings:
     openai_api_key: str | None = None
     openai_model: str = "gpt-4o-mini"
     debug: bool = False
+
+    @property
+    def team_mode(self) -> bool:
+        """Serving beyond loopback or behind a password: server paths then need ``allowed_roots``."""
+        return bool(self.password) or self.host not in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def roots(self) -> list[str]:
+        """The allowed roots (``allowed_roots``, else the older ``local_model_roots``)."""
+        return list(self.allowed_roots or self.local_model_roots)
 
     @property
     def cache_path(self) -> Path:

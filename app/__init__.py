@@ -8,8 +8,6 @@ from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
-import diskcache
-from dash import DiskcacheManager
 
 from analysis.runtime import Runtime, get_runtime, set_runtime
 from analysis.settings import Settings, load_settings
@@ -35,9 +33,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """Build the Dash app (one per process) around a shared :class:`Runtime`."""
     single_threaded_blas()
     import callbacks.export  # noqa: F401 - figure export for every page
+    import callbacks.shell  # noqa: F401 - the model-loading bar
     from app.api import register_api
     from app.health import register_health
     from app.shell import shell_layout
+    from callbacks.common import on_callback_error
 
     if runtime is None:
         runtime = set_runtime(Runtime(settings or load_settings()))
@@ -45,7 +45,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         set_runtime(runtime)
     settings = runtime.settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    jobs = diskcache.Cache(str(settings.cache_path / "jobs"))
     app = dash.Dash(
         __name__,
         use_pages=True,
@@ -54,7 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="Glassbox",
         update_title=None,
         suppress_callback_exceptions=True,
-        background_callback_manager=DiskcacheManager(jobs),
+        on_error=on_callback_error,
         external_stylesheets=[],
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )

@@ -25,12 +25,15 @@ def api_error(message: str, status: int = 400):  # type: ignore[no-untyped-def]
     return response
 
 
-def _document(path: str, summary: str, params: list[dict[str, Any]] | None = None) -> None:
+def _document(path: str, summary: str, params: list[dict[str, Any]] | None = None, tag: str = "Models") -> None:
+    """Add a GET route to the OpenAPI document; ``tag`` is the page whose data it serves (the docs group by it)."""
     OPENAPI["paths"][path] = {
         "get": {
             "summary": summary,
+            "tags": [tag],
             "parameters": params or [],
-            "responses": {"200": {"description": "OK"}, "400": {"description": "Bad parameter"},
+            "responses": {"200": {"description": "OK"}, "400": {"description": "Bad parameter (the bound is named)"},
+                          "403": {"description": "A path outside the allowed roots"},
                           "404": {"description": "Unknown model, layer or item"}},
         }
     }
@@ -46,6 +49,17 @@ def register_api(server: Flask, runtime: Runtime) -> Blueprint:
     @api.errorhandler(GlassboxError)
     def _glassbox_error(exc: GlassboxError):  # type: ignore[no-untyped-def]
         return api_error(str(exc), 404 if isinstance(exc, ModelLoadError) else exc.status)
+
+    @api.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(exc, HTTPException):
+            return api_error(exc.description or exc.name, exc.code or 400)
+        import logging
+
+        logging.getLogger("glassbox").error("Unexpected API error", exc_info=exc)
+        return api_error(f"Internal error ({type(exc).__name__}): the server is still running; see its log.", 500)
 
     @api.route("/openapi.json")
     def openapi():  # type: ignore[no-untyped-def]

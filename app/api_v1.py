@@ -11,9 +11,9 @@ import math
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
 
-from analysis.errors import InputError
+from analysis.errors import InputError, NotFound
+from analysis.params import REQUIRED, parse_bool, parse_choice, parse_int
 from analysis.runtime import Runtime
 from app.api import OPENAPI, _document, api_error
 
@@ -21,6 +21,7 @@ DOCS_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Glassbox 
 <link rel="stylesheet" href="/assets/00-bootstrap.min.css"><style>
 body{padding:1.5rem;max-width:1100px} code{color:#b02a37} pre{background:#f6f8fa;padding:.6rem;max-height:22rem;overflow:auto}
 .path{font-family:ui-monospace,monospace;font-weight:600}</style></head><body>
+<p class="mb-2"><a href="/">&larr; back to Glassbox</a></p>
 <h3>Glassbox JSON API <small class="text-muted">v1</small></h3>
 <p>OpenAPI document: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>. Errors are JSON
 <code>{"error": ..., "status": ...}</code> with a 4xx status; unknown models, layers and neurons answer 404.</p>
@@ -28,10 +29,14 @@ body{padding:1.5rem;max-width:1100px} code{color:#b02a37} pre{background:#f6f8fa
 <script>
 function esc(s){return String(s).replace(/[&<>"]/g,function(c){return {"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c];});}
 fetch("/api/v1/openapi.json").then(function(r){return r.json();}).then(function(spec){
-  var html="";
-  Object.keys(spec.paths).sort().forEach(function(path,k){
+  var html=""; var groups={}; var order=["Models","Tokens","Lens","Features","Neurons","Circuits","Docs"];
+  Object.keys(spec.paths).forEach(function(path){
     var ops=spec.paths[path]; Object.keys(ops).forEach(function(method){
-      var op=ops[method]; var id="r"+k+method;
+      var tag=((ops[method].tags||[])[0])||"Other"; (groups[tag]=groups[tag]||[]).push([path,method]);});});
+  Object.keys(groups).sort(function(a,b){return (order.indexOf(a)+99)%109-(order.indexOf(b)+99)%109;}).forEach(function(tag){
+    html+='<h4 class="mt-4">'+esc(tag)+'</h4>';
+    groups[tag].forEach(function(pm,k){
+      var path=pm[0], method=pm[1]; var op=spec.paths[path][method]; var id="r"+tag+k+method;
       html+='<div class="card mb-3"><div class="card-body"><div><span class="badge bg-primary me-2">'+method.toUpperCase()+
         '</span><span class="path">'+esc(path)+'</span></div><p class="mb-2">'+esc(op.summary||"")+'</p>';
       var ps=op.parameters||[];
@@ -81,18 +86,11 @@ def _args() -> dict[str, Any]:
 
 
 def _int(args: dict[str, Any], name: str, default: int | None, low: int, high: int | None = None) -> int:
-    from analysis.neurons_views import parse_int
-
-    return parse_int(args.get(name), name, low, high, default)
+    return parse_int(args.get(name), name, low, high, default=REQUIRED if default is None else default)
 
 
 def _bool(args: dict[str, Any], name: str) -> bool:
-    value = str(args.get(name, "")).strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise InputError(f"{name} must be true or false, got '{args.get(name)}'.")
+    return parse_bool(args.get(name), name)
 
 
 def _clean(x: Any) -> Any:
@@ -107,20 +105,18 @@ def _clean(x: Any) -> Any:
 
 
 def run_payload(runtime: Runtime, model_id: str, text: str) -> dict[str, Any]:
-    """Tokens, top-5 next-token predictions and per-token loss of one text (from the run's logits)."""
-    import torch
+    """Tokens, top-5 next-token predictions and per-token loss of one text (the Tokens page's own statistics)."""
+    from analysis.tokens import next_token_stats
 
     lm = runtime.model(model_id)
     if not lm.info.is_causal:
         raise InputError(f"Model '{model_id}' is an encoder: it makes no next-token predictions.")
     run = runtime.run(model_id, text)
-    logprobs = torch.log_softmax(run.logits.float(), dim=-1)
-    top = torch.topk(logprobs, 5, dim=-1)
-    ids = torch.tensor(run.token_ids)
-    loss = (-logprobs[:-1].gather(1, ids[1:, None]).squeeze(1)).tolist() + [None]
-    decode = lm.tokenizer.decode
-    predictions = [[{"token": decode([int(i)]), "token_id": int(i), "prob": float(math.exp(v))}
-                    for i, v in zip(ti.tolist(), tv.tolist(), strict=True)] for ti, tv in zip(top.indices, top.values, strict=True)]
+    stats = next_token_stats(runtime, run)
+    predictions = []
+    for ids, probs in zip(stats.top_ids.tolist(), stats.top_probs.tolist(), strict=True):
+        predictions.append([{"token": t, "token_id": i, "prob": p} for t, i, p in zip(lm.decode(ids), ids, probs, strict=True)])
+    loss = [None if v != v else float(v) for v in stats.loss.tolist()]
     valid = [v for v in loss if v is not None]
     return {"model": model_id, "tokens": run.tokens, "token_ids": run.token_ids, "predictions": predictions,
             "loss": loss, "mean_loss": sum(valid) / len(valid) if valid else None}
@@ -128,14 +124,11 @@ def run_payload(runtime: Runtime, model_id: str, text: str) -> dict[str, Any]:
 
 def register(api: Blueprint, runtime: Runtime) -> None:
     """Add the v1 routes, CORS and the docs page to the API blueprint."""
-    from analysis import neurons_views as views
-    from analysis.neurons import list_indexes
+    import analysis.neurons as neurons
 
     def model_arg(args: dict[str, Any]) -> str:
         model = str(args.get("model") or runtime.settings.default_model)
         if not runtime.registry.allowed(model):
-            from analysis.neurons_store import NotFound
-
             raise NotFound(f"Unknown model '{model}' (configured: {', '.join(runtime.settings.models)}).")
         return model
 
@@ -144,10 +137,6 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         if not isinstance(text, str) or not text.strip():
             raise InputError("text is required (a non-empty string).")
         return runtime.check_text(text)
-
-    @api.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        return api_error(exc.description or exc.name, exc.code or 400)
 
     @api.after_request
     def _cors(response: Response) -> Response:
@@ -175,15 +164,14 @@ def register(api: Blueprint, runtime: Runtime) -> None:
 
     @api.route("/lens", methods=["GET", "POST"])
     def lens():  # type: ignore[no-untyped-def]
-        from analysis.lens import LENSES, lens_grid
+        from analysis.lens import LENSES, MAX_WIDTH, RESIDUALS, STATISTICS, lens_grid
 
         args = _args()
-        kind = str(args.get("lens", "logit"))
-        if kind not in LENSES:
-            raise InputError(f"lens must be one of {', '.join(LENSES)}, got '{kind}'.")
-        grid = lens_grid(runtime, model_arg(args), text_arg(args), lens=kind,
-                         statistic=str(args.get("statistic", "kl_final")), start=_int(args, "start", 0, 0),
-                         width=_int(args, "width", 64, 1, 256), residual=str(args.get("residual", "resid")))
+        grid = lens_grid(runtime, model_arg(args), text_arg(args),
+                         lens=parse_choice(args.get("lens"), "lens", LENSES, default="logit"),
+                         statistic=parse_choice(args.get("statistic"), "statistic", STATISTICS, default="kl_final"),
+                         start=_int(args, "start", 0, 0), width=_int(args, "width", 64, 1, MAX_WIDTH),
+                         residual=parse_choice(args.get("residual"), "residual", RESIDUALS, default="resid"))
         payload = grid.to_dict()
         payload["summary"] = grid.summary()
         return jsonify(_clean(payload))
@@ -193,17 +181,18 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         model = request.args.get("model")
         if model:
             model_arg({"model": model})
-        return jsonify({"indexes": [{k: v for k, v in m.items() if k != "path"} for m in list_indexes(runtime, model)]})
+        return jsonify({"indexes": [{k: v for k, v in m.items() if k != "path"}
+                                    for m in neurons.list_indexes(runtime, model)]})
 
     @api.route("/neuron")
     def neuron():  # type: ignore[no-untyped-def]
         args = _args()
         if args.get("layer") in (None, ""):
             raise InputError("layer is required (an integer, or 'sae').")
-        record = views.neuron_record(model_arg(args), args["layer"], args.get("neuron"), args.get("index"),
-                                     n_snippets=_int(args, "snippets", 20, 1, 1000),
-                                     n_similar=_int(args, "similar", 10, 0, 100), graph=_bool(args, "graph"),
-                                     llm=_bool(args, "llm"), runtime=runtime)
+        record = neurons.neuron_record(runtime, model_arg(args), args["layer"], args.get("neuron"), args.get("index"),
+                                       n_snippets=_int(args, "snippets", 20, 1, 1000),
+                                       n_similar=_int(args, "similar", 10, 0, 100), graph=_bool(args, "graph"),
+                                       llm=_bool(args, "llm"))
         return jsonify(_clean(record))
 
     @api.route("/layer")
@@ -211,9 +200,9 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         args = _args()
         if args.get("layer") in (None, ""):
             raise InputError("layer is required (an integer, or 'sae').")
-        return jsonify(_clean(views.layer_ranking(model_arg(args), args["layer"], str(args.get("sort", "max")),
-                                                  _int(args, "limit", 50, 1, 5000), _int(args, "offset", 0, 0),
-                                                  args.get("index"), runtime)))
+        return jsonify(_clean(neurons.layer_ranking(runtime, model_arg(args), args["layer"], str(args.get("sort", "max")),
+                                                    _int(args, "limit", 50, 1, 5000), _int(args, "offset", 0, 0),
+                                                    args.get("index"))))
 
     @api.route("/search")
     def search():  # type: ignore[no-untyped-def]
@@ -221,8 +210,8 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         token = args.get("token")
         if not token:
             raise InputError("token is required (the token text to search, e.g. ' the').")
-        return jsonify(_clean(views.search_token(model_arg(args), token, _int(args, "limit", 50, 1, 1000),
-                                                 args.get("index"), runtime)))
+        return jsonify(_clean(neurons.search_token(runtime, model_arg(args), token, _int(args, "limit", 50, 1, 1000),
+                                                   args.get("index"))))
 
     @api.route("/compare")
     def compare():  # type: ignore[no-untyped-def]
@@ -230,8 +219,8 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         for name in ("layer_a", "neuron_a", "layer_b", "neuron_b"):
             if args.get(name) in (None, ""):
                 raise InputError(f"{name} is required.")
-        out = views.compare(model_arg(args), (args["layer_a"], args["neuron_a"]), (args["layer_b"], args["neuron_b"]),
-                            args.get("index"), runtime)
+        out = neurons.compare(runtime, model_arg(args), (args["layer_a"], args["neuron_a"]),
+                              (args["layer_b"], args["neuron_b"]), args.get("index"))
         out.pop("sample_a")
         out.pop("sample_b")
         return jsonify(_clean(out))
@@ -241,16 +230,16 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         args = _args()
         model = model_arg(args)
         if args.get("source") == "index":
-            return jsonify(_clean(views.feature_record(model, args.get("feature"), args.get("index"), runtime)))
+            return jsonify(_clean(neurons.feature_record(runtime, model, args.get("feature"), args.get("index"))))
         from analysis.features import feature_record, resolve
-        from analysis.neurons_store import NotFound
 
         index = _int(args, "feature", None, 0)
         sae_ref = str(args.get("sae") or "embedded")
-        _lm, sae = resolve(runtime, model, sae_ref)
+        _lm, sae = resolve(runtime, model, sae_ref, field=None)
         if index >= sae.d_sae:
             raise NotFound(f"Feature {index} does not exist: the SAE has features 0..{sae.d_sae - 1}.")
-        return jsonify(_clean(feature_record(runtime, model, sae_ref, index, n_examples=_int(args, "examples", 10, 1, 100))))
+        return jsonify(_clean(feature_record(runtime, model, sae_ref, index, n_examples=_int(args, "examples", 10, 1, 100),
+                                             llm=_bool(args, "llm"))))
 
     neuron_params = [MODEL, param("layer", "layer number (or 'sae' for the index's SAE features)", True),
                      param("neuron", "neuron index within the layer", True, "integer"), INDEX,
@@ -259,8 +248,9 @@ def register(api: Blueprint, runtime: Runtime) -> None:
                      param("graph", "include the Neuron2Graph-style pattern graph (runs pruning forwards)", kind="boolean"),
                      param("llm", "include the LLM explanation when an endpoint is configured", kind="boolean")]
     _document("/api/v1/run", "Run a text: tokens, top-5 next-token predictions, per-token loss (GET or POST JSON)",
-              [MODEL, param("text", "the text", True)])
+              [MODEL, param("text", "the text", True)], tag="Tokens")
     OPENAPI["paths"]["/api/v1/run"]["post"] = {
+        "tags": ["Tokens"],
         "summary": "Run a text (JSON body {model, text})",
         "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
             "model": {"type": "string"}, "text": {"type": "string"}}, "required": ["text"]}}}},
@@ -270,23 +260,26 @@ def register(api: Blueprint, runtime: Runtime) -> None:
                param("statistic", "max_prob | entropy | kl_final | rank | logprob | cross_entropy", default="kl_final"),
                param("start", "first position of the window", kind="integer", default=0),
                param("width", "window width (<= 256)", kind="integer", default=64),
-               param("residual", "resid | attn | mlp", default="resid")])
-    _document("/api/v1/indexes", "Neuron indexes in the cache dir", [param("model", "only this model's")])
+               param("residual", "resid | attn | mlp", default="resid")], tag="Lens")
+    _document("/api/v1/indexes", "Neuron indexes in the cache dir", [param("model", "only this model's")], tag="Neurons")
     _document("/api/v1/neuron", "A neuron's record: snippets, quantiles, top tokens, explanation, similar neurons, "
-              "logit effects", neuron_params)
+              "logit effects", neuron_params, tag="Neurons")
     _document("/api/v1/layer", "A layer's neurons ranked by max activation, activation range or density",
               [MODEL, param("layer", "layer number or 'sae'", True), INDEX,
                param("sort", "max | range | density | min", default="max"),
-               param("limit", "how many", kind="integer", default=50), param("offset", "skip", kind="integer", default=0)])
+               param("limit", "how many", kind="integer", default=50), param("offset", "skip", kind="integer", default=0)],
+              tag="Neurons")
     _document("/api/v1/search", "Neurons whose top activations fall on a token",
               [MODEL, param("token", "token text, e.g. ' the'", True), INDEX,
-               param("limit", "how many", kind="integer", default=50)])
+               param("limit", "how many", kind="integer", default=50)], tag="Neurons")
     _document("/api/v1/compare", "Two neurons' symmetric similarities (cosine of activations, Jaccard of top tokens)",
               [MODEL, param("layer_a", "", True), param("neuron_a", "", True, "integer"), param("layer_b", "", True),
-               param("neuron_b", "", True, "integer"), INDEX])
+               param("neuron_b", "", True, "integer"), INDEX], tag="Neurons")
     _document("/api/v1/feature", "An SAE feature's record (Features page: logit effects, density, top examples)",
               [MODEL, param("feature", "feature index", True, "integer"),
                param("sae", "SAE reference (default 'embedded')", default="embedded"),
                param("source", "'index' to read the feature from a neuron index built with --sae"), INDEX,
-               param("examples", "number of top examples", kind="integer", default=10)])
-    _document("/api/v1/docs", "This API's documentation page (HTML)")
+               param("examples", "number of top examples", kind="integer", default=10),
+               param("llm", "include the LLM explanation when an endpoint is configured", kind="boolean")],
+              tag="Features")
+    _document("/api/v1/docs", "This API's documentation page (HTML)", tag="Docs")

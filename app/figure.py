@@ -138,12 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.scale is not None and not 0.1 <= args.scale <= 10:
             raise FigureError(f"--scale must be between 0.1 and 10, got {args.scale}.")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from analysis.corpus import CorpusError
         from analysis.errors import GlassboxError
 
         try:
             data = render(page, state, fmt, args.scale, args.fig_width, args.fig_height)
-        except (GlassboxError, CorpusError, ValueError) as exc:
+        except GlassboxError as exc:
             raise FigureError(str(exc)) from exc
     except FigureError as exc:
         print(f"error: {exc}", file=sys.stderr)

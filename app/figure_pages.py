@@ -47,6 +47,7 @@ def _text_and_samples(state: dict[str, Any], default_sample: str) -> tuple[Any, 
 def tokens_figure(state: dict[str, Any]) -> Rendered:
     """``figure``: values (the strip's colouring as bars: loss, attention, similarity...), hist or scatter."""
     from analysis.runtime import get_runtime
+    from analysis.tokens import open_samples
     from callbacks import tokens as cb
 
     runtime = get_runtime()
@@ -54,9 +55,7 @@ def tokens_figure(state: dict[str, Any]) -> Rendered:
     model = state.get("model") or runtime.settings.default_model
     sample, text = _text_and_samples(state, runtime.samples.default_sample_id())
     samples = sample.split(",") if isinstance(sample, str) else sample
-    _body, meta, _lmax, _hmax, message, failed = cb.load_samples(model, samples, text)
-    if failed:
-        raise GlassboxError(str(message))
+    _body, meta = cb.load_view(model, samples, text)
     sel = {"s": st["s"], "i": st["t"]}
     kind = state.get("figure") or {"hist": "hist", "scatter": "scatter"}.get(st["tab"], "values")
     if kind in ("hist", "scatter"):
@@ -70,15 +69,15 @@ def tokens_figure(state: dict[str, Any]) -> Rendered:
     data = cb.compute_paint(meta, sel, st["tool"], st["kind"], st["layer"], 0 if mean else st["head"], mean,
                             st["direction"], st["rope"], st["sim"], st["dim"], st["norm"], model, samples, text)
     s, t = data["sel"]
-    _lm, runs, titles, _light = cb.open_runs(model, samples, text)
-    return Rendered(*token_values_figure(runs[s].tokens, data["values"][s], t, data["label"], titles[s]))
+    opened = open_samples(runtime, model, samples, text)
+    return Rendered(*token_values_figure(opened.runs[s].tokens, data["values"][s], t, data["label"], opened.titles[s]))
 
 
 def token_values_figure(tokens: list[str], values: list[float | None], selected: int, label: str,
                         title: str) -> tuple[go.Figure, int, int]:
     """One bar per token (x = the token text), the selected token in the highlight colour."""
     from components.figures import SELECTED_COLOUR, themed
-    from components.lens_grid import show_token
+    from components.text import show_token
 
     names = [f"{show_token(tok, 14)} ·{i}" for i, tok in enumerate(tokens)]
     colours = [SELECTED_COLOUR if i == selected else "#90a4ae" for i in range(len(tokens))]
@@ -102,7 +101,7 @@ def lens_figure(state: dict[str, Any]) -> Rendered:
     sample, text = _text_and_samples(state, runtime.samples.default_sample_id())
     out = cb.build_view(model, sample, text, state.get("stat") or "kl_final", state.get("view") or "logit",
                         state.get("residual") or "resid", state.get("div") or "js", state.get("start") or 0,
-                        state.get("width") or 64, state.get("source"), paper=True)
+                        state.get("width") or 64, state.get("source"), state.get("scale") or "auto", paper=True)
     kind = state.get("figure") or "grid"
     if kind == "summary":
         return Rendered(out["summary"], 800, 400)
@@ -123,21 +122,17 @@ def regions_figure(state: dict[str, Any]) -> Rendered:
     source = state.get("source") or "builtin"
     if source != "builtin":
         raise InputError(f"Dataset source '{source}' is not reproducible from a link: only the built-in dataset is.")
-    summary = cb.load_dataset("builtin", state.get("n") or 100, None, None, None, None, None)
-    acts = cb.extraction_job(lambda _p: None, summary, state.get("model") or EMBEDDED_ENCODER,
-                             state.get("pooling") or "first")
-    out = cb.on_reduce(acts, state.get("method") or "pca", state.get("k") or 2, state.get("grid") or 10,
-                       state.get("seed", 42), None, None)
-    if out[-1]:
-        raise GlassboxError(str(out[-2]))
-    store, cats = out[0], _categories(state.get("cats"), acts["classes"])
+    summary = cb.load_dataset_summary("builtin", state.get("n") or 100, None, None, None, None, None)
+    acts = cb.run_extraction(summary, state.get("model") or EMBEDDED_ENCODER, state.get("pooling") or "first")
+    view = cb.reduce_view(acts, state.get("method") or "pca", state.get("k") or 2, state.get("grid") or 10,
+                          state.get("seed", 42), None, None, state.get("layer"))
+    store, cats = view["store"], _categories(state.get("cats"), acts["classes"])
     kind = state.get("figure") or "heatmap"
     if kind == "heatmap":
-        layer = _bounded(state.get("layer") or 0, "layer", acts["n_layers"] - 1)
-        heat, _box, _scatter = cb.on_heatmap(store, layer, cats, False)
+        heat, _box, _scatter = cb.heatmap_view(store, view["layer"], cats, False)
         return Rendered(_fig(heat), 300 * max(1, len(cats)) + 120, 380)
     if kind == "graph":
-        fig, _metrics, _degree = cb.on_graph(store, cats[:2], state.get("threshold", 0.3))
+        fig, _metrics, _degree = cb.graph_view(store, cats[:2], state.get("threshold", 0.3), state.get("min_weight"))
         return Rendered(_fig(fig), 1000, 560)
     raise InputError(f"Unknown Regions figure '{kind}': use heatmap or graph.")
 
@@ -150,21 +145,11 @@ def _categories(value: Any, classes: list[str]) -> list[str]:
     return cats
 
 
-def _bounded(value: Any, name: str, high: int) -> int:
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a whole number in 0..{high}, got '{value}'.") from None
-    if not 0 <= out <= high:
-        raise InputError(f"{name} must be in 0..{high}, got {out}.")
-    return out
-
-
 # ---- features ----------------------------------------------------------------------------------
 
 def features_figure(state: dict[str, Any]) -> Rendered:
     """``figure``: logits (default, the feature's logit effects) or hist (activation histogram; needs a scan)."""
-    from analysis.features_scan import DEFAULT_TOKENS
+    from analysis.features.scan import DEFAULT_TOKENS
     from analysis.runtime import get_runtime
     from callbacks import features as cb
 
@@ -174,7 +159,7 @@ def features_figure(state: dict[str, Any]) -> Rendered:
     out = cb.dashboard(model, sample, text, state.get("sae") or "embedded", state.get("feature") or 0,
                        state.get("scan") or DEFAULT_TOKENS)
     if "no_sae" in out:
-        raise GlassboxError("No SAE: the embedded SAE is not trained yet (run `make sae`) — or pass --sae "
+        raise GlassboxError("No SAE: the embedded SAE is missing (run `make sae`) — or pass --sae "
                             "<local dir | release:sae_id>.")
     kind = state.get("figure") or "logits"
     if kind not in ("logits", "hist"):
@@ -186,8 +171,8 @@ def features_figure(state: dict[str, Any]) -> Rendered:
 
 def neurons_figure(state: dict[str, Any]) -> Rendered:
     """``figure``: logits (default, the neuron's logit effects), quantiles, or graph (N2G-style pattern graph)."""
-    from analysis import neurons_views as views
-    from analysis.neurons import open_index
+    from analysis.neurons import NeuronView, graph_for, neuron_record, parse_layer, parse_unit
+    from analysis.params import parse_int
     from analysis.runtime import get_runtime
     from components import neurons_view as nv
 
@@ -195,12 +180,12 @@ def neurons_figure(state: dict[str, Any]) -> Rendered:
     model = state.get("model") or runtime.settings.default_model
     if state.get("layer") in (None, ""):
         raise InputError("Neurons figures need --layer (a layer of the model's neuron index, or 'sae').")
-    neuron = views.parse_int(state.get("neuron"), "neuron", 0, None, 0)
+    neuron = parse_int(state.get("neuron"), "neuron", 0, None, default=0)
     kind = state.get("figure") or "logits"
     if kind == "graph":
-        data = views.graph_for(open_index(model, None, runtime), views.parse_layer(state["layer"]), neuron, runtime)
+        data = graph_for(NeuronView.open(runtime, model), parse_layer(state["layer"]), parse_unit(neuron))
         return Rendered(_fig(nv.graph_figure(data)), 900, 420)
-    record = views.neuron_record(model, state["layer"], neuron, n_snippets=1, n_similar=0, runtime=runtime)
+    record = neuron_record(runtime, model, state["layer"], neuron, n_snippets=1, n_similar=0)
     unit = f"Layer {state['layer']} · neuron {neuron}"
     if kind == "logits":
         fig = _fig(nv.logit_figure(record["logit_effects"]))

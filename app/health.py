@@ -21,6 +21,8 @@ def health_payload(runtime: Runtime, version: str) -> dict[str, Any]:
         "configured_models": list(runtime.settings.models),
         "rss_bytes": psutil.Process().memory_info().rss,
         "run_cache_bytes": runtime.runs.total_bytes(),
+        "caches": runtime.cache_stats(),
+        "jobs": [{"key": s.key, "state": s.state} for s in runtime.jobs.statuses()],
     }
 
 

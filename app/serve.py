@@ -11,7 +11,7 @@ import argparse
 
 from analysis.settings import load_settings
 from app import create_app
-from app.auth import check_bind
+from app.auth import UnsafeBindError, check_bind
 
 
 def main() -> None:
@@ -23,7 +23,10 @@ def main() -> None:
     settings = load_settings()
     settings.host = args.host or settings.host
     settings.port = args.port or settings.port
-    check_bind(settings.host, settings.password)
+    try:
+        check_bind(settings.host, settings.password)
+    except UnsafeBindError as exc:
+        raise SystemExit(f"glassbox: {exc}") from None
     app = create_app(settings)
     from waitress import serve
 

@@ -1,4 +1,9 @@
-"""The shell around every page: navbar with the pages, device badge, page container."""
+"""The shell around every page: navbar with the pages, device badge, the model-loading bar, page container.
+
+A page that needs a model which is not loaded yet starts its load as a job (``Runtime.start_loading``);
+the bar under the navbar shows that job's phase and progress (the one-time GGUF conversion included)
+until the model is ready, and hides itself when nothing loads (``callbacks.shell``).
+"""
 
 from __future__ import annotations
 
@@ -41,10 +46,18 @@ def shell_layout() -> html.Div:
         dark=True,
         className="mb-3 py-1",
     )
+    loading = html.Div(
+        [dbc.Progress(id="shell-model-progress", value=0, striped=True, animated=True, className="mb-1",
+                      style={"height": "18px"}),
+         html.Div(id="shell-model-msg", className="small text-muted")],
+        id="shell-model", className="gb-model-load container-fluid mb-2", style={"display": "none"},
+    )
     return html.Div(
         [
             dcc.Location(id="url", refresh="callback-nav"),
             navbar,
+            loading,
+            dcc.Interval(id="shell-model-poll", interval=700, max_intervals=-1),
             dbc.Container(dash.page_container, fluid=True, className="gb-page"),
         ]
     )

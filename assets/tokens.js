@@ -53,8 +53,30 @@
         return chips.length;
     }
 
+    // Which controls each tool and each tab read (the rest are hidden, not reset).
+    var TOOL_CONTROLS = {
+        predictions: [], loss: [],
+        attention: ["layer", "head", "direction", "rope", "multiply"],
+        similarity: ["site", "layer", "sim", "norm"],
+        sum: ["site", "layer", "norm"],
+        dimension: ["site", "layer", "dim", "norm"]
+    };
+    var TAB_CONTROLS = {
+        token: [], keys: [], attention: ["layer", "head", "rope"],
+        hist: ["site", "layer", "norm", "dim"], scatter: ["site", "layer", "norm", "dim", "highlight"]
+    };
+    var ALL_CONTROLS = ["site", "layer", "head", "direction", "rope", "multiply", "sim", "dim", "norm", "highlight"];
+
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.tokens = {
+        controls: function (tool, tab) {
+            var shown = (TOOL_CONTROLS[tool] || []).concat(TAB_CONTROLS[tab] || []);
+            ALL_CONTROLS.forEach(function (name) {
+                var box = document.getElementById("tokens-ctl-" + name);
+                if (box) { box.style.display = shown.indexOf(name) >= 0 ? "" : "none"; }
+            });
+            return shown.join(",");
+        },
         paint: function (data, opacity, multiply) {
             state.data = data; state.opacity = opacity; state.multiply = multiply;
             // The strips may still be rendering: paint now and again after the next frames.
@@ -78,14 +100,13 @@
         if (chip) { select(+chip.dataset.s, +chip.dataset.i); }
     });
 
-    function step(id, delta) {
+    function step(id, delta, max) {
         var el = document.getElementById(id);
         if (!el) { return; }
         var v = parseInt(el.value, 10); if (isNaN(v)) { v = 0; }
-        var max = parseInt(el.max, 10), min = parseInt(el.min, 10) || 0;
         v = v + delta;
-        if (!isNaN(max)) { v = Math.min(max, v); }
-        set(id, { value: Math.max(min, v) });
+        if (max !== undefined && max !== null) { v = Math.min(max, v); }
+        set(id, { value: Math.max(0, v) });
     }
 
     function toggle(id) {
@@ -109,10 +130,10 @@
                 select(sel[0], Math.max(0, Math.min(n - 1, i)));
                 break;
             }
-            case "ArrowUp": step("tokens-layer", 1); break;
-            case "ArrowDown": step("tokens-layer", -1); break;
-            case "]": step("tokens-head", 1); break;
-            case "[": step("tokens-head", -1); break;
+            case "ArrowUp": step("tokens-layer", 1, d.n_layers - 1); break;
+            case "ArrowDown": step("tokens-layer", -1, d.n_layers - 1); break;
+            case "]": step("tokens-head", 1, d.n_heads - 1); break;
+            case "[": step("tokens-head", -1, d.n_heads - 1); break;
             case "m": toggle("tokens-mean"); break;
             case "n": toggle("tokens-newlines"); break;
             case "o": set("tokens-direction", { value: d.dir === "to" ? "from" : "to" }); break;

@@ -37,7 +37,7 @@ def _random_topk_sae(cache_dir: str) -> Any:
     import torch
     from sae_lens import TopKSAE, TopKSAEConfig
 
-    from analysis.features_sae import load_sae
+    from analysis.features.sae import load_sae
     from analysis.settings import EMBEDDED_LM
 
     torch.manual_seed(0)
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from analysis.capture import capture
-    from analysis.features_sae import embedded_sae_exists, load_sae
-    from analysis.features_scan import corpus_windows, feature_stats, scan_corpus
-    from analysis.features_tree import TreeOptions, build_tree
-    from analysis.features_vectors import VectorOptions
+    from analysis.features.sae import embedded_sae_exists, load_sae
+    from analysis.features.scan import corpus_windows, feature_stats, scan_corpus
+    from analysis.features.tree import TreeOptions, build_tree
+    from analysis.features.vectors import VectorOptions
     from analysis.runtime import Runtime
     from analysis.settings import EMBEDDED_LM, load_settings
     from benchmarks.common import write_result

@@ -31,7 +31,7 @@ def _rss_mb() -> float:
 def _setup() -> tuple[Any, Any, str, Any]:
     import torch
 
-    from analysis.lens_lenses import fresh_tuned_lens, load_tuned_lens, trained_lens_dir
+    from analysis.lens.lenses import fresh_tuned_lens, load_tuned_lens, trained_lens_dir
     from analysis.runtime import Runtime, set_runtime
     from analysis.settings import EMBEDDED_LM, load_settings
 
@@ -49,8 +49,8 @@ def _setup() -> tuple[Any, Any, str, Any]:
 def _ours() -> dict[str, Any]:
     import torch
 
-    from analysis.lens import compute_stats, lens_run
-    from analysis.lens_lenses import logit_lens
+    from analysis.lens.grid import compute_stats, lens_run
+    from analysis.lens.lenses import logit_lens
     from analysis.settings import EMBEDDED_LM
 
     runtime, lm, text, tuned = _setup()

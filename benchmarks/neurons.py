@@ -39,8 +39,8 @@ def _percentile(values: list[float], q: float) -> float:
 def build_throughput() -> dict:
     import torch
 
-    from analysis.neurons import build_index, corpus_rows, corpus_texts
-    from analysis.neurons_build import IndexConfig, Scanner, make_batches, mlp_group
+    from analysis.neurons.index import build_index, corpus_rows, corpus_texts
+    from analysis.neurons.scanner import IndexConfig, Scanner, make_batches, mlp_group
     from analysis.runtime import get_runtime
 
     runtime = get_runtime()
@@ -184,7 +184,7 @@ def load_clients(url: str, model: str, layers: list[int], width: int, seconds: f
 
 
 def api_latency() -> dict:
-    from analysis.neurons import list_indexes
+    from analysis.neurons.index import list_indexes
     from analysis.runtime import get_runtime
 
     runtime = get_runtime()
@@ -192,7 +192,7 @@ def api_latency() -> dict:
     found = [m for m in list_indexes(runtime, model) if m["status"] == "complete"]
     if not found:
         raise RuntimeError(f"no neuron index for {model}: run `make index` first")
-    from analysis.neurons_store import NeuronIndex
+    from analysis.neurons.store import NeuronIndex
 
     index = NeuronIndex(found[0]["path"])
     layers = [g.layer for g in index.groups if g.kind == "mlp"]

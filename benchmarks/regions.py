@@ -123,7 +123,7 @@ def build_data(work: Path) -> tuple[Path, Path, Any]:
     """The 1,000 texts as JSONL (ours, the floor) and as a saved HF Dataset with ClassLabel (LLM-MRI)."""
     import datasets
 
-    from analysis.regions_data import builtin_dataset
+    from analysis.regions.data import builtin_dataset
     from analysis.runtime import Runtime
     from analysis.settings import Settings
 
@@ -188,7 +188,7 @@ def main() -> None:
         floor = run_child([sys.executable, str(work / "floor.py"), model_dir, str(jsonl)], env=env)
         print(f"floor   {floor['wall_s']:8.1f} s {floor['peak_rss_mib']:8.0f} MiB  {floor['stdout'].strip()}", flush=True)
         ours_env = dict(env, GLASSBOX_CACHE_DIR=str(work / "cache-ours"), PYTHONPATH=str(ROOT))
-        ours = run_child([sys.executable, "-m", "analysis.regions", "--file", str(jsonl), "--model", EMBEDDED_ENCODER,
+        ours = run_child([sys.executable, "-m", "analysis.regions.pipeline", "--file", str(jsonl), "--model", EMBEDDED_ENCODER,
                           "--pooling", "first", "--method", "pca", "--components", "2", "--grid", str(GRID),
                           "--categories", ",".join(LABELS), "--out", str(work / "ours")], env=ours_env, cwd=ROOT)
         print(f"ours    {ours['wall_s']:8.1f} s {ours['peak_rss_mib']:8.0f} MiB", flush=True)

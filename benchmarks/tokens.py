@@ -37,7 +37,7 @@ def main() -> None:
     from analysis.capture import run_text
     from analysis.runtime import Runtime, set_runtime
     from analysis.settings import EMBEDDED_LM, load_settings
-    from analysis.tokens import page_kinds, page_sites
+    from analysis.tokens.views import page_kinds, page_sites
     from benchmarks.common import summary, timed, write_result
 
     runtime = set_runtime(Runtime(load_settings()))

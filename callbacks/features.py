@@ -1,7 +1,8 @@
-"""Features glue: SAE + feature -> dashboard; token lists; definition tree (background job); steering; search.
+"""Features glue: SAE + feature -> dashboard; your text; token lists; definition tree; steering; search.
 
-Each callback calls a plain function below (tested directly), which calls ``analysis.features*`` and
-renders with ``components.features_*``. Errors become the page's alert; the server keeps serving.
+Each callback calls a plain function below (tested directly), which calls ``analysis.features`` and renders
+with ``components.features_*``. Errors go to the field or the page's alert (``callbacks.common``). The
+corpus scan and the definition tree run as server jobs (one per key: two users share one scan).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
@@ -17,55 +17,68 @@ from urllib.parse import urlencode
 import numpy as np
 from dash import ALL, Input, Output, State, callback, ctx, dcc, no_update
 
-from analysis.errors import InputError
+from analysis.errors import GlassboxError, InputError
 from analysis.features import (
+    DEFAULT_TOKENS,
+    EMBEDDED_SAE,
+    MAX_TOKENS,
+    TreeOptions,
+    VectorOptions,
+    activation_neighbours,
+    build_tree,
+    cached_scan,
+    decoder_neighbours,
+    definitions,
     density_from_training,
-    feature_record,
+    embedded_sae_exists,
+    embedding_stats,
+    feature_explanation,
+    feature_stats,
+    generate_steered,
+    get_scan,
+    logit_effects,
     no_sae_message,
     resolve,
     search_features,
     text_activations,
+    token_list,
+    tree_layout,
 )
-from analysis.features_sae import EMBEDDED_SAE, SAEError, embedded_sae_exists
-from analysis.features_scan import DEFAULT_TOKENS, MAX_TOKENS, cached_scan, feature_stats, get_scan
-from analysis.features_steer import generate_steered
-from analysis.features_tree import TreeOptions, build_tree, definitions, tree_layout
-from analysis.features_vectors import VectorOptions, logit_effects, token_list
+from analysis.features.train import SAETrainOptions
+from analysis.features.train import run as train_sae_job
+from analysis.params import parse_bool, parse_choice, parse_float, parse_int
 from analysis.runtime import get_runtime
-from callbacks.common import friendly, register_picker_callbacks, resolve_text
-from components import features_figures as ff
-from components import features_view as fv
+from callbacks.common import page_callback, register_job, register_picker_callbacks
+from callbacks.shell import register_model_loading
+from components import features_figures as figures
+from components import features_view as view
 from components.figures import empty_figure
 
 P = "features"
 register_picker_callbacks(P)
+register_model_loading(P)
 
 
-def as_int(value: Any, name: str, low: int, high: int) -> int:
-    """An integer in [low, high] from an input box, or a clear InputError naming the bound."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a whole number in [{low}, {high}].") from None
-    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
-        raise InputError(f"{name} must be a whole number in [{low}, {high}], got {value}.")
-    return int(number)
+def _feature(value: Any, d_sae: int) -> int:
+    return parse_int(value, "Feature", 0, d_sae - 1, default=0, field=f"{P}-feature")
 
 
-def as_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number.") from None
-    if not math.isfinite(number):
-        raise InputError(f"{name} must be a finite number.")
-    return number
+def _scan_tokens(value: Any) -> int:
+    return parse_int(value, "Scan tokens", 1000, MAX_TOKENS, default=DEFAULT_TOKENS, field=f"{P}-scan-tokens")
 
 
 def vector_options(kind: Any, exponent: Any, offset: Any, scale: Any, pca: Any) -> VectorOptions:
-    return VectorOptions(kind=str(kind or "decoder"), exponent=as_float(exponent, "Exponent m"),
-                         centroid_offset=as_float(offset, "Centroid offset"), scale=as_float(scale, "Scaling"),
-                         pca_weight=as_float(pca, "PCA weight")).check()
+    """The ghost-token controls: an empty scaling means the model's rho (a typical token's distance)."""
+    return VectorOptions(kind=parse_choice(kind or "decoder", "Vector", ("decoder", "encoder")),
+                         exponent=parse_float(exponent, "Exponent m", 0, 10, field=f"{P}-exponent"),
+                         centroid_offset=parse_bool(offset, "Centroid offset", default=True),
+                         scale=parse_float(scale, "Scaling s", 0, 1000, default=None, low_open=True, field=f"{P}-scale"),
+                         pca_weight=parse_float(pca, "PCA-1 weight w", -10, 10, default=0.0, field=f"{P}-pca")).check()
+
+
+def feature_href(model: str, sample: str | None, sae_ref: str | None, feature: int, tab: str = "dash") -> str:
+    return "/features?" + urlencode({"model": model, "sample": sample or "", "sae": sae_ref or EMBEDDED_SAE,
+                                     "feature": feature, "tab": tab})
 
 
 # ---- dashboard ---------------------------------------------------------------------------------
@@ -76,67 +89,85 @@ def dashboard(model: str, sample: str | None, user_text: str | None, sae_ref: st
     runtime = get_runtime()
     sae_ref = (sae_ref or EMBEDDED_SAE).strip()
     if sae_ref == EMBEDDED_SAE and not embedded_sae_exists(runtime.settings.cache_dir):
-        return {"no_sae": fv.no_sae_panel(no_sae_message(runtime))}
+        return {"no_sae": view.no_sae_note(no_sae_message(runtime))}
     lm, sae = resolve(runtime, model, sae_ref)
-    f = as_int(feature if feature not in (None, "") else 0, "Feature", 0, sae.d_sae - 1)
-    n_scan = as_int(scan_tokens or DEFAULT_TOKENS, "Scan tokens", 1000, MAX_TOKENS)
-    text = resolve_text(sample, user_text, runtime)
+    f = _feature(feature, sae.d_sae)
+    n_scan = _scan_tokens(scan_tokens)
+    text = runtime.text(sample, user_text, field=f"{P}-text")
     acts = text_activations(runtime, model, sae, text)
     effects = logit_effects(lm, sae, f)
     train_density = density_from_training(sae)
     scan = cached_scan(runtime, model, sae, n_scan)
+    href = lambda g: feature_href(model, sample, sae_ref, g)  # noqa: E731
+    decoder = [{"feature": g, "cosine": c} for g, c in decoder_neighbours(runtime, sae, f)]
     out: dict[str, Any] = {
-        "info": fv.sae_info({"ref": sae.ref, "d_sae": sae.d_sae, "d_in": sae.d_in, "site": sae.site,
-                             "hook_name": sae.hook_name, "metrics": sae.meta}),
-        "strip": fv.token_strip(acts.tokens, acts.feature(f), f),
-        "badges": fv.top_feature_badges(acts.top_features(16), f),
-        "logits": ff.logit_figure(effects.positive, effects.negative, f),
+        "info": view.sae_info({"ref": sae.ref, "d_sae": sae.d_sae, "d_in": sae.d_in, "site": sae.site,
+                               "hook_name": sae.hook_name, "metrics": sae.meta, "path": sae.path}),
+        "strip": view.token_strip(acts.tokens, acts.feature(f), f, acts.outside),
+        "badges": view.top_feature_badges(acts.top_features(16), f),
+        "logits": figures.logit_figure([(t.token, t.logit) for t in effects.positive],
+                                       [(t.token, t.logit) for t in effects.negative], f),
         "feature": f,
-        "max_feature": sae.d_sae - 1,
+        "decoder": view.neighbours_table("Similar decoder directions", decoder, "cosine",
+                                         [href(r["feature"]) for r in decoder], "features-similar-decoder"),
+        "scanned": scan is not None,
     }
     if scan is None:
-        out["examples"] = fv.html.Div(
-            f"Top activations need a corpus scan ({n_scan:,} tokens, run once and cached on disk): press "
-            "'Scan corpus'.", className="text-muted small", id="features-scan-needed")
-        out["hist"] = empty_figure("Scan the corpus for the activation histogram")
-        out["density_fig"] = (ff.density_figure(np.log10(np.where(train_density > 0, train_density, np.nan)).tolist(),
-                                                float(np.log10(train_density[f])) if train_density[f] > 0 else None, f)
-                              if train_density is not None else empty_figure("Scan the corpus for feature densities"))
-        out["density"] = fv.density_line(None, float(train_density[f]) if train_density is not None else None, None)
+        out["examples"] = view.html.Div(
+            f"Top activations, correlations and the explanation need the corpus scan ({n_scan:,} held-out tokens, "
+            "run once and cached on disk): it starts by itself; its progress is above.", className="text-muted small",
+            id="features-scan-needed")
+        out["hist"] = empty_figure("The activation histogram appears when the scan is done.")
+        out["density_fig"] = (figures.density_figure(np.log10(np.where(train_density > 0, train_density, np.nan)).tolist(),
+                                                     float(np.log10(train_density[f])) if train_density[f] > 0 else None, f)
+                              if train_density is not None else empty_figure("Feature densities follow the scan."))
+        out["density"] = view.density_line(None, float(train_density[f]) if train_density is not None else None, None)
+        out["correlated"] = view.neighbours_table("Correlated activations", [], "correlation", [], "features-correlated")
+        out["explanation"] = view.explanation_box(None)
     else:
         stats = feature_stats(lm, scan, f)
         dens = scan.density()
         with np.errstate(divide="ignore"):
             logd = np.where(dens > 0, np.log10(dens), -np.inf)
-        out["examples"] = fv.examples_section(asdict(stats))
-        out["hist"] = ff.histogram_figure(stats.hist_counts, stats.hist_edges, f, scan.n_tokens)
-        out["density_fig"] = ff.density_figure(logd.tolist(), float(logd[f]), f)
-        out["density"] = fv.density_line(stats.density, float(train_density[f]) if train_density is not None else None,
-                                         scan.n_tokens)
+        correlated = [{"feature": g, "correlation": c} for g, c in activation_neighbours(runtime, scan, f)]
+        out["examples"] = view.examples_section(asdict(stats))
+        out["hist"] = figures.histogram_figure(stats.hist_counts, stats.hist_edges, f, scan.n_tokens)
+        out["density_fig"] = figures.density_figure(logd.tolist(), float(logd[f]), f)
+        out["density"] = view.density_line(stats.density, float(train_density[f]) if train_density is not None else None,
+                                           scan.n_tokens)
+        out["correlated"] = view.neighbours_table("Correlated activations (over the scan)", correlated, "correlation",
+                                                  [href(r["feature"]) for r in correlated], "features-correlated")
+        out["explanation"] = view.explanation_box(feature_explanation(runtime, stats, f, llm=False))
     return out
 
 
-@callback(
-    Output(f"{P}-main", "style"), Output(f"{P}-info", "children"), Output(f"{P}-strip-box", "children"),
-    Output(f"{P}-badges", "children"), Output(f"{P}-logits", "figure"), Output(f"{P}-hist", "figure"),
-    Output(f"{P}-density-fig", "figure"), Output(f"{P}-density-box", "children"), Output(f"{P}-examples", "children"),
-    Output(f"{P}-feature", "max"), Output({"type": "url-state", "page": P}, "data"),
-    Output(f"{P}-alert", "children"), Output(f"{P}-alert", "is_open"), Output(f"{P}-no-sae", "children"),
+DASH_OUTPUTS = ["info", "strip", "badges", "logits", "hist", "density_fig", "density", "examples", "decoder",
+                "correlated", "explanation"]
+
+
+@page_callback(
+    P, Output(f"{P}-info", "children"), Output(f"{P}-strip-box", "children"), Output(f"{P}-badges", "children"),
+    Output(f"{P}-logits", "figure"), Output(f"{P}-hist", "figure"), Output(f"{P}-density-fig", "figure"),
+    Output(f"{P}-density-box", "children"), Output(f"{P}-examples", "children"), Output(f"{P}-decoder", "children"),
+    Output(f"{P}-correlated", "children"), Output(f"{P}-explanation", "children"),
+    Output({"type": "url-state", "page": P}, "data"), Output(f"{P}-no-sae", "children"),
+    Output(f"{P}-scan-key", "data", allow_duplicate=True), Output(f"{P}-scan-poll", "disabled", allow_duplicate=True),
     Input(f"{P}-model", "value"), Input(f"{P}-sample", "value"), Input(f"{P}-text", "value"),
     Input(f"{P}-sae", "value"), Input(f"{P}-feature", "value"), Input(f"{P}-scan-done", "data"),
-    State(f"{P}-scan-tokens", "value"), State(f"{P}-tab", "active_tab"),
+    State(f"{P}-scan-tokens", "value"), State(f"{P}-tab", "active_tab"), prevent_initial_call="initial_duplicate",
 )
 def on_dashboard(model, sample, text, sae_ref, feature, _done, scan_tokens, tab):
     state = {"model": model, "sample": sample, "sae": sae_ref, "feature": feature, "tab": tab}
-    keep = (no_update,) * 10
-    try:
-        out = dashboard(model, sample, text, sae_ref, feature, scan_tokens)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the alert
-        return (*keep, state, friendly(exc), True, None)
+    out = dashboard(model, sample, text, sae_ref, feature, scan_tokens)
     if "no_sae" in out:
-        return ({"display": "none"}, *keep[1:], state, None, False, out["no_sae"])
-    return ({}, out["info"], out["strip"], out["badges"], out["logits"], out["hist"], out["density_fig"],
-            out["density"], out["examples"], out["max_feature"], state, None, False, None)
+        keep = (no_update,) * len(DASH_OUTPUTS)
+        return (*keep, state, out["no_sae"], no_update, no_update)
+    scan_key, poll_off = no_update, no_update
+    if not out["scanned"]:  # first visit: the scan starts by itself (one job per model, SAE and budget)
+        made = scan_job(model, sae_ref, scan_tokens)
+        get_runtime().jobs.start(*made)
+        scan_key, poll_off = made[0], False
+    return (*[out[k] for k in DASH_OUTPUTS], state, None, scan_key, poll_off)
 
 
 @callback(Output(f"{P}-feature", "value"), Input({"type": "features-pick", "index": ALL}, "n_clicks"),
@@ -147,39 +178,46 @@ def on_pick(clicks):
     return ctx.triggered_id["index"]
 
 
-def scan_job(set_progress: Any, model: str, sae_ref: str | None, scan_tokens: Any) -> int:
-    """Corpus scan (same function as ``python -m analysis.features_scan``); returns the budget."""
+def scan_job(model: str, sae_ref: str | None, scan_tokens: Any, *_triggers: Any) -> tuple[str, str, Any]:
+    """The corpus scan as a server job (same function as ``python -m analysis.features.scan``)."""
     runtime = get_runtime()
-    _lm, sae = resolve(runtime, model, (sae_ref or EMBEDDED_SAE).strip())
-    n = as_int(scan_tokens or DEFAULT_TOKENS, "Scan tokens", 1000, MAX_TOKENS)
-    get_scan(runtime, model, sae, n, progress=lambda d, t: set_progress((100 * d / t, f"{d}/{t} batches")))
-    return n
+    _lm, sae = resolve(runtime, model, sae_ref)
+    n = _scan_tokens(scan_tokens)
+    key = f"features-scan:{model}:{sae.ref}:{sae.path}:{n}"
+    return key, f"Scanning {n:,} held-out tokens for {sae.d_sae:,} features", lambda job: get_scan(runtime, model, sae, n, job)
 
 
-@callback(
-    Output(f"{P}-scan-done", "data"), Output(f"{P}-scan-msg", "children"),
-    Input(f"{P}-scan", "n_clicks"),
-    State(f"{P}-model", "value"), State(f"{P}-sae", "value"), State(f"{P}-scan-tokens", "value"),
-    background=True,
-    progress=[Output(f"{P}-scan-progress", "value"), Output(f"{P}-scan-progress", "label")],
-    cancel=[Input(f"{P}-scan-cancel", "n_clicks")],
-    running=[(Output(f"{P}-scan", "disabled"), True, False), (Output(f"{P}-scan-cancel", "disabled"), False, True)],
-    prevent_initial_call=True,
-)
-def on_scan(set_progress, _clicks, model, sae_ref, scan_tokens):
-    try:
-        n = scan_job(set_progress, model, sae_ref, scan_tokens)
-    except Exception as exc:  # noqa: BLE001
-        return no_update, friendly(exc)
-    return n, f"Scanned {n:,} tokens (cached on disk)."
+register_job(P, f"{P}-scan", [State(f"{P}-model", "value"), State(f"{P}-sae", "value"),
+                              State(f"{P}-scan-tokens", "value")], scan_job,
+             lambda scan: f"Scanned {scan.n_tokens:,} tokens in {scan.seconds:.0f} s (cached on disk).")
+
+
+# ---- your text -------------------------------------------------------------------------------------
+
+def text_ranking(model: str, sample: str | None, user_text: str | None, sae_ref: str | None) -> Any:
+    """The features most active on the text (the prompt-centric view), each linking to its dashboard."""
+    runtime = get_runtime()
+    _lm, sae = resolve(runtime, model, sae_ref)
+    acts = text_activations(runtime, model, sae, runtime.text(sample, user_text, field=f"{P}-text"))
+    rows = acts.ranking(30)
+    return view.ranking_table(rows, [feature_href(model, sample, sae_ref, r["feature"]) for r in rows])
+
+
+@page_callback(P, Output(f"{P}-ranking-box", "children"), Input(f"{P}-tab", "active_tab"),
+               Input(f"{P}-model", "value"), Input(f"{P}-sample", "value"), Input(f"{P}-text", "value"),
+               Input(f"{P}-sae", "value"))
+def on_ranking(tab, model, sample, text, sae_ref):
+    if tab != "text":
+        return no_update
+    return text_ranking(model, sample, text, sae_ref)
 
 
 # ---- token lists -------------------------------------------------------------------------------
 
 def token_rows(model: str, sae_ref: str | None, feature: Any, options: VectorOptions) -> list[dict[str, Any]]:
-    lm, sae = resolve(get_runtime(), model, (sae_ref or EMBEDDED_SAE).strip())
-    f = as_int(feature if feature not in (None, "") else 0, "Feature", 0, sae.d_sae - 1)
-    result = token_list(lm, sae, f, options, top=100)
+    runtime = get_runtime()
+    lm, sae = resolve(runtime, model, sae_ref)
+    result = token_list(runtime, lm, sae, _feature(feature, sae.d_sae), options, top=100)
     return [{"token": t, "token_id": i, "ratio": r, "cos_v": cv, "cos_c": cc}
             for t, i, r, cv, cc in zip(result.tokens, result.token_ids, result.ratio, result.cos_v, result.cos_c,
                                        strict=True)]
@@ -188,19 +226,24 @@ def token_rows(model: str, sae_ref: str | None, feature: Any, options: VectorOpt
 VECTOR_STATES = [State(f"{P}-{name}", "value") for name in ("kind", "exponent", "offset", "scale", "pca")]
 
 
-@callback(
-    Output(f"{P}-tokens-box", "children"), Output(f"{P}-tokens-store", "data"),
-    Output(f"{P}-alert", "children", allow_duplicate=True), Output(f"{P}-alert", "is_open", allow_duplicate=True),
-    Input(f"{P}-tokens-run", "n_clicks"),
-    State(f"{P}-model", "value"), State(f"{P}-sae", "value"), State(f"{P}-feature", "value"), *VECTOR_STATES,
-    prevent_initial_call=True,
-)
+@page_callback(P, Output(f"{P}-tokens-box", "children"), Output(f"{P}-tokens-store", "data"),
+               Input(f"{P}-tokens-run", "n_clicks"), State(f"{P}-model", "value"), State(f"{P}-sae", "value"),
+               State(f"{P}-feature", "value"), *VECTOR_STATES, prevent_initial_call=True)
 def on_tokens(_clicks, model, sae_ref, feature, kind, exponent, offset, scale, pca):
-    try:
-        rows = token_rows(model, sae_ref, feature, vector_options(kind, exponent, offset, scale, pca))
-    except Exception as exc:  # noqa: BLE001
-        return no_update, no_update, friendly(exc), True
-    return [fv.token_cloud(rows), fv.token_table(rows)], {"rows": rows, "feature": feature}, None, False
+    rows = token_rows(model, sae_ref, feature, vector_options(kind, exponent, offset, scale, pca))
+    return [view.token_cloud(rows), view.token_table(rows)], {"rows": rows, "feature": feature}
+
+
+@page_callback(P, Output(f"{P}-rho", "children"), Input(f"{P}-model", "value"))
+def on_rho(model):
+    """The model's typical distance from the embedding centroid, beside the scaling control (its default)."""
+    runtime = get_runtime()
+    lm = runtime.model(model)
+    if not lm.info.is_causal:
+        return ""
+    stats = embedding_stats(runtime, lm)
+    return (f"empty = ρ = {stats.rho:.2f}, this model's mean token distance from the embedding centroid "
+            f"(mean |e| = {stats.mean_norm:.2f}); the original notebook's 3.8 was Gemma-2B's ρ")
 
 
 def tokens_csv(store: dict[str, Any]) -> str:
@@ -222,46 +265,51 @@ def on_tokens_csv(_clicks, store):
 
 # ---- definition tree ---------------------------------------------------------------------------
 
-def tree_job(set_progress: Any, model: str, sae_ref: str | None, feature: Any, options: VectorOptions,
-             prompt: str, top_k: Any, cutoff: Any, depth: Any) -> dict[str, Any]:
-    """Build the tree (background process); returns plain data for the store."""
-    lm, sae = resolve(get_runtime(), model, (sae_ref or EMBEDDED_SAE).strip())
-    f = as_int(feature if feature not in (None, "") else 0, "Feature", 0, sae.d_sae - 1)
-    tree_options = TreeOptions(prompt=prompt or "", top_k=as_int(top_k, "Top-k", 1, 10),
-                               cutoff=as_float(cutoff, "Cut-off"), max_depth=as_int(depth, "Max depth", 1, 40))
-    tree = build_tree(lm, sae, f, options, tree_options,
-                      progress=lambda d, t: set_progress((100 * d / t, f"depth {d}/{t}")))
-    return {"tree": tree.as_dict(), "layout": tree_layout(tree), "definitions": definitions(tree)}
+def tree_options(prompt: str, top_k: Any, cutoff: Any, depth: Any) -> TreeOptions:
+    return TreeOptions(prompt=prompt or "", top_k=parse_int(top_k, "Top-k", 1, 10, field=f"{P}-topk"),
+                       cutoff=parse_float(cutoff, "Cum. prob. cut-off", 1e-8, 1, high_open=True, field=f"{P}-cutoff"),
+                       max_depth=parse_int(depth, "Max depth", 1, 40, field=f"{P}-depth")).check()
 
 
-@callback(
-    Output(f"{P}-tree-store", "data"), Output(f"{P}-tree-msg", "children"),
-    Input(f"{P}-tree-run", "n_clicks"),
-    State(f"{P}-model", "value"), State(f"{P}-sae", "value"), State(f"{P}-feature", "value"), *VECTOR_STATES,
-    State(f"{P}-prompt", "value"), State(f"{P}-topk", "value"), State(f"{P}-cutoff", "value"),
-    State(f"{P}-depth", "value"),
-    background=True,
-    progress=[Output(f"{P}-tree-progress", "value"), Output(f"{P}-tree-progress", "label")],
-    cancel=[Input(f"{P}-tree-cancel", "n_clicks")],
-    running=[(Output(f"{P}-tree-run", "disabled"), True, False), (Output(f"{P}-tree-cancel", "disabled"), False, True)],
-    prevent_initial_call=True,
-)
-def on_tree(set_progress, _clicks, model, sae_ref, feature, kind, exponent, offset, scale, pca, prompt, top_k, cutoff,
-            depth):
-    try:
-        data = tree_job(set_progress, model, sae_ref, feature, vector_options(kind, exponent, offset, scale, pca),
-                        prompt, top_k, cutoff, depth)
-    except Exception as exc:  # noqa: BLE001
-        return no_update, fv.html.Span(friendly(exc), className="text-danger")
+def tree_job(model: str, sae_ref: str | None, feature: Any, kind: Any, exponent: Any, offset: Any, scale: Any,
+             pca: Any, prompt: str, top_k: Any, cutoff: Any, depth: Any, *_triggers: Any) -> tuple[str, str, Any]:
+    """(key, title, work) of one definition tree (a server job; its result is the tree as plain data)."""
+    runtime = get_runtime()
+    lm, sae = resolve(runtime, model, sae_ref)
+    f = _feature(feature, sae.d_sae)
+    vector = vector_options(kind, exponent, offset, scale, pca)
+    options = tree_options(prompt, top_k, cutoff, depth)
+
+    def work(job: Any) -> dict[str, Any]:
+        tree = build_tree(runtime, lm, sae, f, vector, options, job)
+        return {"tree": tree.as_dict(), "layout": tree_layout(tree), "definitions": definitions(tree)}
+
+    key = "features-tree:" + json.dumps([model, sae.ref, f, asdict(vector), asdict(options)], sort_keys=True)
+    return key, f"Definition tree of feature {f}", work
+
+
+def describe_tree(data: dict[str, Any]) -> str:
     tree = data["tree"]
-    msg = (f"{len(tree['nodes']) - 1} nodes in {tree['seconds']:.1f} s ({tree['forwards']} batched forwards)"
-           + (" — node limit reached" if tree["truncated"] else ""))
-    return data, msg
+    return (f"{len(tree['nodes']) - 1} nodes in {tree['seconds']:.1f} s ({tree['forwards']} batched forwards)"
+            + (" — node limit reached" if tree["truncated"] else ""))
+
+
+register_job(P, f"{P}-tree", [State(f"{P}-model", "value"), State(f"{P}-sae", "value"), State(f"{P}-feature", "value"),
+                              *VECTOR_STATES, State(f"{P}-prompt", "value"), State(f"{P}-topk", "value"),
+                              State(f"{P}-cutoff", "value"), State(f"{P}-depth", "value")], tree_job, describe_tree)
+
+
+@page_callback(P, Output(f"{P}-tree-store", "data"), Input(f"{P}-tree-done", "data"), prevent_initial_call=True)
+def on_tree_done(done):
+    status = get_runtime().jobs.status(done["key"]) if done else None
+    if status is None or status.state != "done":
+        return no_update
+    return status.result
 
 
 def trimmed(store: dict[str, Any], trim: float) -> dict[str, Any]:
     """Re-layout the stored tree keeping paths with cumulative probability >= 10**trim (no model call)."""
-    from analysis.features_tree import DefinitionTree, TreeNode
+    from analysis.features import DefinitionTree, TreeNode
 
     t = store["tree"]
     tree = DefinitionTree(nodes=[TreeNode(**n) for n in t["nodes"]], prompt=t["prompt"], feature=t["feature"],
@@ -275,7 +323,7 @@ def on_tree_draw(store, trim):
     if not store:
         return empty_figure("Press 'Build tree' to expand the ghost token's definitions"), None
     layout = trimmed(store, float(trim if trim is not None else -5))
-    return ff.tree_figure(layout), fv.definitions_list([tuple(d) for d in store["definitions"]])
+    return figures.tree_figure(layout), view.definitions_list([tuple(d) for d in store["definitions"]])
 
 
 @callback(Output(f"{P}-tree-download", "data"), Input(f"{P}-tree-json", "n_clicks"), State(f"{P}-tree-store", "data"),
@@ -289,53 +337,63 @@ def on_tree_json(_clicks, store):
 # ---- steering and search -----------------------------------------------------------------------
 
 def steer(model: str, sae_ref: str | None, feature: Any, prompt: str, mode: str, strength: Any, n_new: Any) -> dict:
-    lm, sae = resolve(get_runtime(), model, (sae_ref or EMBEDDED_SAE).strip())
-    f = as_int(feature if feature not in (None, "") else 0, "Feature", 0, sae.d_sae - 1)
-    result = generate_steered(lm, sae, f, prompt or "", mode=mode or "add", strength=as_float(strength, "Strength"),
-                              max_new_tokens=as_int(n_new, "New tokens", 1, 80))
+    lm, sae = resolve(get_runtime(), model, sae_ref)
+    f = _feature(feature, sae.d_sae)
+    result = generate_steered(lm, sae, f, prompt or "", mode=mode or "add",
+                              strength=parse_float(strength, "Strength", -1000, 1000, field=f"{P}-steer-strength"),
+                              max_new_tokens=parse_int(n_new, "New tokens", 1, 80, field=f"{P}-steer-n"))
     return asdict(result)
 
 
-@callback(
-    Output(f"{P}-steer-box", "children"),
-    Input(f"{P}-steer-run", "n_clicks"),
-    State(f"{P}-model", "value"), State(f"{P}-sae", "value"), State(f"{P}-feature", "value"),
-    State(f"{P}-steer-prompt", "value"), State(f"{P}-steer-mode", "value"), State(f"{P}-steer-strength", "value"),
-    State(f"{P}-steer-n", "value"),
-    prevent_initial_call=True,
-)
+@page_callback(P, Output(f"{P}-steer-box", "children"), Input(f"{P}-steer-run", "n_clicks"),
+               State(f"{P}-model", "value"), State(f"{P}-sae", "value"), State(f"{P}-feature", "value"),
+               State(f"{P}-steer-prompt", "value"), State(f"{P}-steer-mode", "value"),
+               State(f"{P}-steer-strength", "value"), State(f"{P}-steer-n", "value"), prevent_initial_call=True)
 def on_steer(_clicks, model, sae_ref, feature, prompt, mode, strength, n_new):
-    try:
-        return fv.steering_output(steer(model, sae_ref, feature, prompt, mode, strength, n_new))
-    except Exception as exc:  # noqa: BLE001
-        return fv.html.Div(friendly(exc), className="text-danger", id="features-steer-error")
+    return view.steering_output(steer(model, sae_ref, feature, prompt, mode, strength, n_new))
 
 
 def search(model: str, sample: str | None, sae_ref: str | None, token: str, scan_tokens: Any) -> Any:
-    n_scan = as_int(scan_tokens or DEFAULT_TOKENS, "Scan tokens", 1000, MAX_TOKENS)
-    shown, hits = search_features(get_runtime(), model, (sae_ref or EMBEDDED_SAE).strip(), token or "", n_scan)
+    shown, hits = search_features(get_runtime(), model, (sae_ref or EMBEDDED_SAE).strip(), token or "",
+                                  _scan_tokens(scan_tokens))
     rows = [asdict(h) for h in hits]
-    hrefs = ["/features?" + urlencode({"model": model, "sample": sample or "", "sae": sae_ref or EMBEDDED_SAE,
-                                       "feature": h.feature}) for h in hits]
-    return fv.search_table(shown, rows, hrefs)
+    return view.search_table(shown, rows, [feature_href(model, sample, sae_ref, h.feature) for h in hits])
 
 
-@callback(Output(f"{P}-search-box", "children"), Input(f"{P}-search-run", "n_clicks"),
-          Input(f"{P}-search-token", "n_submit"),
-          State(f"{P}-model", "value"), State(f"{P}-sample", "value"), State(f"{P}-sae", "value"),
-          State(f"{P}-search-token", "value"), State(f"{P}-scan-tokens", "value"), prevent_initial_call=True)
+@page_callback(P, Output(f"{P}-search-box", "children"), Input(f"{P}-search-run", "n_clicks"),
+               Input(f"{P}-search-token", "n_submit"), State(f"{P}-model", "value"), State(f"{P}-sample", "value"),
+               State(f"{P}-sae", "value"), State(f"{P}-search-token", "value"), State(f"{P}-scan-tokens", "value"),
+               prevent_initial_call=True)
 def on_search(_clicks, _submit, model, sample, sae_ref, token, scan_tokens):
-    try:
-        return search(model, sample, sae_ref, token, scan_tokens)
-    except Exception as exc:  # noqa: BLE001
-        return fv.html.Div(friendly(exc), className="text-danger")
+    return search(model, sample, sae_ref, token, scan_tokens)
 
 
-__all__ = ["dashboard", "feature_record", "SAEError"]
+# ---- training the embedded SAE -------------------------------------------------------------------
+
+def sae_train_job(minutes_hint: Any = None, *_triggers: Any) -> tuple[str, str, Any]:
+    """``make sae`` as a server job: cache activations (resumable), train, evaluate, save in the cache dir."""
+    runtime = get_runtime()
+    options = SAETrainOptions()
+    return "features-train-sae", "Training the embedded SmolLM2's SAE", lambda job: train_sae_job(runtime, options, job)
 
 
-@callback(Output({"type": "url-state", "page": P}, "data", allow_duplicate=True), Input(f"{P}-tab", "active_tab"),
-          State({"type": "url-state", "page": P}, "data"), prevent_initial_call=True)
+def describe_sae_training(meta: dict[str, Any]) -> str:
+    if meta.get("status") == "stopped":
+        return f"Stopped after caching {meta['chunks']} chunks of activations; start again to resume."
+    held = meta["heldout"]
+    return (f"Trained on {meta['tokens_trained']:,} tokens in {meta['train_seconds'] / 60:.0f} min: held-out explained "
+            f"variance {held['explained_variance']:.3f}, loss recovered {held['loss_recovered']:.3f}, L0 {held['l0']:.1f}, "
+            f"dead {held['dead_fraction']:.1%}. Pick 'embedded' to use it.")
+
+
+register_job(P, f"{P}-train", [], sae_train_job, describe_sae_training)
+
+
+@page_callback(P, Output({"type": "url-state", "page": P}, "data", allow_duplicate=True), Input(f"{P}-tab", "active_tab"),
+               State({"type": "url-state", "page": P}, "data"), prevent_initial_call=True)
 def on_tab(tab, state):
     """The open tab is part of the link."""
     return dict(state or {}, tab=tab)
+
+
+__all__ = ["dashboard", "GlassboxError", "InputError"]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, callback, ctx, no_update
+from dash import ALL, Input, Output, ctx
 
 from analysis.models import resolve_device
 from analysis.runtime import get_runtime
-from callbacks.common import friendly, model_labels
+from callbacks.common import model_labels, page_callback
 from components.home_status import model_rows, status_table
 
 
@@ -23,29 +22,18 @@ def current_status() -> dict[str, Any]:
     return {
         "device": str(resolve_device(runtime.settings.device)),
         "rss_bytes": psutil.Process().memory_info().rss,
-        "run_cache_bytes": runtime.runs.total_bytes(),
-        "run_cache_entries": len(runtime.runs),
-        "run_cache_limit": runtime.settings.run_cache_bytes,
         "accelerator_bytes": accel,
+        "caches": runtime.cache_stats(),
+        "jobs": [s.as_dict() for s in runtime.jobs.statuses()],
         "models": model_rows(runtime.settings.models, loaded, model_labels()),
     }
 
 
-@callback(
-    Output("home-status", "children"),
-    Output("home-error", "children"),
-    Output("home-error", "is_open"),
-    Input("home-refresh", "n_intervals"),
-    Input({"type": "home-load", "model": ALL}, "n_clicks"),
-)
-def refresh_status(_ticks: int, _clicks: list) -> tuple:
+@page_callback("home", Output("home-status", "children"), Input("home-refresh", "n_intervals"),
+               Input({"type": "home-load", "model": ALL}, "n_clicks"))
+def refresh_status(_ticks: int, clicks: list) -> Any:
+    """The status table; a Load button starts that model's load as a job (its progress shows under the navbar)."""
     trigger = ctx.triggered_id
-    if isinstance(trigger, dict) and any(_clicks or []):
-        try:
-            get_runtime().model(trigger["model"])
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            return status_table(current_status()), friendly(exc), True
-    return status_table(current_status()), no_update, no_update
-
-
-__all__ = ["refresh_status", "dbc"]
+    if isinstance(trigger, dict) and any(clicks or []):
+        get_runtime().start_loading(trigger["model"])
+    return status_table(current_status())

@@ -1,14 +1,36 @@
-"""Neurons page glue: ids -> analysis.neurons_views -> components.neurons_view."""
+"""Neurons page glue: ids -> analysis.neurons -> components.neurons_view.
+
+The index build is a server job (one per index config: two users opening the page start one build); on
+the first visit of a model without an index, the default build starts by itself.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, callback, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 
-from analysis.neurons import list_indexes
+from analysis.errors import InputError
+from analysis.neurons import (
+    IndexConfig,
+    NeuronIndex,
+    build_index,
+    compare,
+    graph_for,
+    layer_ranking,
+    list_indexes,
+    neuron_record,
+    parse_layer,
+    parse_unit,
+    search_token,
+    unit_on_text,
+    whole_rows,
+)
+from analysis.neurons.views import NeuronView, check_text_field
+from analysis.params import parse_int, parse_ranges
 from analysis.runtime import get_runtime
-from callbacks.common import friendly
+from callbacks.common import page_callback, register_job
+from callbacks.shell import register_model_loading
 from components.figures import empty_figure
 from components.neurons_view import (
     compare_figure,
@@ -19,11 +41,15 @@ from components.neurons_view import (
     quantile_figure,
     snippets_list,
     stats_line,
+    tokens_href,
     top_tokens_badges,
     unit_table,
 )
 
 PAGE = "neurons"
+DEFAULT_BUILD_TOKENS = 20_000
+MAX_BUILD_TOKENS = 10_000_000
+register_model_loading(PAGE)
 
 
 def layer_options(model_id: str) -> list[dict[str, str]]:
@@ -31,8 +57,6 @@ def layer_options(model_id: str) -> list[dict[str, str]]:
     found = [m for m in list_indexes(get_runtime(), model_id) if m["status"] == "complete"]
     if not found:
         return []
-    from analysis.neurons_store import NeuronIndex
-
     index = NeuronIndex(found[0]["path"])
     try:
         return [{"label": f"layer {g.layer}" if g.kind == "mlp" else f"SAE ({g.width:,} features)",
@@ -49,147 +73,140 @@ def _unit_label(layer: Any, unit: Any) -> str:
     return f"SAE feature {unit}" if str(layer) == "sae" else f"Layer {layer} · neuron {unit}"
 
 
-@callback(
-    Output("neurons-index-summary", "children"),
-    Output("neurons-layer", "options"),
-    Input("neurons-model", "value"),
-    Input("neurons-build-status", "children"),
-)
-def refresh_index(model: str, _status: Any) -> tuple:
+# ---- the index: list, default build, build job -------------------------------------------------
+
+def build_job(model: str, corpus: str | None, tokens: Any, layers: Any, *_triggers: Any) -> tuple[str, str, Any]:
+    """(key, title, work) of an index build (the same function as ``make index``)."""
+    runtime = get_runtime()
+    lm = runtime.model(model)
+    cfg = IndexConfig(model_id=model, corpus=corpus or "training",
+                      n_tokens=parse_int(tokens, "Tokens to scan", 16, MAX_BUILD_TOKENS, default=DEFAULT_BUILD_TOKENS,
+                                         field="neurons-build-tokens"),
+                      layers=parse_ranges(layers, "Layers", 0, lm.info.n_layers - 1, field="neurons-build-layers"))
+    from analysis.neurons import index_id
+
+    key = f"neurons-build:{index_id(cfg)}"
+    return key, f"Building the neuron index of {model} ({cfg.n_tokens:,} tokens)", \
+        lambda job: build_index(runtime, cfg, job, checkpoint_every_s=20.0).name
+
+
+register_job(PAGE, "neurons-build", [State("neurons-model", "value"), State("neurons-build-corpus", "value"),
+                                     State("neurons-build-tokens", "value"), State("neurons-build-layers", "value")],
+             build_job, lambda name: f"Index ready: {name}")
+
+
+@page_callback(PAGE, Output("neurons-index-summary", "children"), Output("neurons-layer", "options"),
+               Output("neurons-layer", "value"), Output("neurons-build-key", "data", allow_duplicate=True),
+               Output("neurons-build-poll", "disabled", allow_duplicate=True),
+               Input("neurons-model", "value"), Input("neurons-build-done", "data"), State("neurons-layer", "value"),
+               prevent_initial_call="initial_duplicate")
+def refresh_index(model: str, _done: Any, layer: Any) -> tuple:
+    """The model's indexes and layers, refreshed after a build; with none, the default build starts."""
     view = initial_view(model)
-    return index_summary(view["indexes"]), view["layers"]
+    values = [o["value"] for o in view["layers"]]
+    chosen = layer if layer in values else (values[len(values) // 2] if values else None)
+    key, poll_off = no_update, no_update
+    if not any(m["status"] == "complete" for m in view["indexes"]):
+        made = build_job(model, "training", DEFAULT_BUILD_TOKENS, "")
+        get_runtime().jobs.start(*made)  # one job per index: a second visitor joins it
+        key, poll_off = made[0], False
+    return index_summary(view["indexes"]), view["layers"], chosen, key, poll_off
 
 
-@callback(
-    Output("neurons-title", "children"),
-    Output("neurons-stats", "children"),
-    Output("neurons-top-tokens", "children"),
-    Output("neurons-snippets", "children"),
-    Output("neurons-quantiles", "figure"),
-    Output("neurons-logits", "figure"),
-    Output("neurons-similar", "children"),
-    Output("neurons-summary", "children"),
+# ---- one neuron ---------------------------------------------------------------------------------
+
+@page_callback(
+    PAGE, Output("neurons-title", "children"), Output("neurons-stats", "children"),
+    Output("neurons-top-tokens", "children"), Output("neurons-snippets", "children"),
+    Output("neurons-quantiles", "figure"), Output("neurons-logits", "figure"), Output("neurons-similar", "children"),
+    Output("neurons-summary", "children"), Output("neurons-tokens-link", "href"),
     Output({"type": "url-state", "page": PAGE}, "data"),
-    Output("neurons-error", "children"),
-    Output("neurons-error", "is_open"),
-    Input("neurons-model", "value"),
-    Input("neurons-layer", "value"),
-    Input("neurons-neuron", "value"),
-    Input("neurons-whole", "value"),
+    Input("neurons-model", "value"), Input("neurons-layer", "value"), Input("neurons-neuron", "value"),
+    Input("neurons-whole", "value"), Input("neurons-build-done", "data"),
 )
-def show_neuron(model: str, layer: Any, neuron: Any, whole: bool) -> tuple:
-    from analysis import neurons_views as views
-
+def show_neuron(model: str, layer: Any, neuron: Any, whole: bool, _built: Any) -> tuple:
     state = {"model": model, "layer": layer, "neuron": neuron, "whole": 1 if whole else None}
-    blank = ("", "", "", "", empty_figure(), empty_figure(), "", "", state)
-    if layer in (None, "") or neuron in (None, ""):
+    if layer in (None, ""):
         if not any(m["status"] == "complete" for m in list_indexes(get_runtime(), model)):
-            message = (f"No neuron index for {model} yet: build one in the Index tab "
-                       f"(or `make index ARGS='--model {model}'`).")
-        else:
-            message = "Pick a layer and a neuron (or a top-ranked neuron)."
-        return (*blank[:-1], state, message, True)
-    try:
-        record = views.neuron_record(model, layer, neuron, n_snippets=None)
-        scale = max(abs(record["max_act"]), 1e-6)
-        snippets = record["snippets"]
-        if whole:
-            snippets = views.whole_rows(model, layer, int(neuron))
-        sim_cols = [("cosine", "cosine"), ("jaccard", "Jaccard")]
-        return (
-            _unit_label(layer, neuron),
-            stats_line(record),
-            top_tokens_badges(record["top_tokens"]),
-            snippets_list(snippets, scale, "neurons-snippet-list"),
-            quantile_figure(record["quantiles"]),
-            logit_figure(record["logit_effects"]),
-            unit_table(record["similar"], model, sim_cols, "neurons-similar-table"),
-            record["explanation"]["summary"],
-            state, "", False,
-        )
-    except Exception as exc:  # noqa: BLE001 - shown in the page
-        return (*blank, friendly(exc), True)
+            raise InputError(f"No neuron index for {model} yet: the default build is running (see the Index tab).")
+        raise InputError("Pick a layer and a neuron (or a top-ranked neuron).")
+    runtime = get_runtime()
+    record = neuron_record(runtime, model, layer, neuron, n_snippets=None)
+    snippets = whole_rows(runtime, model, layer, parse_unit(neuron)) if whole else record["snippets"]
+    sim_cols = [("cosine", "cosine"), ("jaccard", "Jaccard")]
+    href = tokens_href(model, None, layer, record["unit"]) if str(layer) != "sae" else "/tokens"
+    return (
+        _unit_label(layer, neuron), stats_line(record), top_tokens_badges(record["top_tokens"]),
+        snippets_list(snippets, max(abs(record["max_act"]), 1e-6), "neurons-snippet-list"),
+        quantile_figure(record["quantiles"]), logit_figure(record["logit_effects"]),
+        unit_table(record["similar"], model, sim_cols, "neurons-similar-table"),
+        record["explanation"]["summary"], href, state,
+    )
 
 
-@callback(
-    Output("neurons-graph", "figure"),
-    Output("neurons-patterns", "children"),
-    Input("neurons-model", "value"),
-    Input("neurons-layer", "value"),
-    Input("neurons-neuron", "value"),
-)
+@page_callback(PAGE, Output("neurons-graph", "figure"), Output("neurons-patterns", "children"),
+               Input("neurons-model", "value"), Input("neurons-layer", "value"), Input("neurons-neuron", "value"))
 def show_graph(model: str, layer: Any, neuron: Any) -> tuple:
-    from analysis import neurons_views as views
-    from analysis.neurons import open_index
-
     if layer in (None, "") or neuron in (None, ""):
         return empty_figure(), ""
-    try:
-        index = open_index(model)
-        data = views.graph_for(index, views.parse_layer(layer), int(neuron), get_runtime())
-        return graph_figure(data), patterns_list(data["patterns"])
-    except Exception as exc:  # noqa: BLE001
-        return empty_figure(friendly(exc)[:120]), ""
+    view = NeuronView.open(get_runtime(), model)
+    data = graph_for(view, parse_layer(layer, "neurons-layer"), parse_unit(neuron, "neurons-neuron"))
+    return graph_figure(data), patterns_list(data["patterns"])
 
 
-@callback(
-    Output("neurons-llm", "children"),
-    Input("neurons-llm-button", "n_clicks"),
-    State("neurons-model", "value"),
-    State("neurons-layer", "value"),
-    State("neurons-neuron", "value"),
-    prevent_initial_call=True,
-)
+@page_callback(PAGE, Output("neurons-llm", "children"), Input("neurons-llm-button", "n_clicks"),
+               State("neurons-model", "value"), State("neurons-layer", "value"), State("neurons-neuron", "value"),
+               prevent_initial_call=True)
 def ask_llm(_clicks: int, model: str, layer: Any, neuron: Any) -> Any:
-    from analysis import neurons_views as views
-
-    try:
-        record = views.neuron_record(model, layer, neuron, n_similar=0, llm=True)
-        text = record["explanation"]["llm"]
-        return text or "No OpenAI-compatible endpoint is configured (OPENAI_BASE_URL in config.py)."
-    except Exception as exc:  # noqa: BLE001
-        return html.Span(friendly(exc), className="text-danger")
+    record = neuron_record(get_runtime(), model, layer, neuron, n_similar=0, llm=True)
+    return record["explanation"]["llm"] or "No OpenAI-compatible endpoint is configured (OPENAI_BASE_URL in config.py)."
 
 
-@callback(
-    Output("neurons-top", "options"),
-    Input("neurons-model", "value"),
-    Input("neurons-layer", "value"),
-    Input("neurons-sort", "value"),
-)
-def ranked_options(model: str, layer: Any, sort: str) -> list[dict[str, Any]]:
-    from analysis import neurons_views as views
+@page_callback(PAGE, Output("neurons-try-result", "children"), Input("neurons-try-run", "n_clicks"),
+               Input("neurons-try-text", "n_submit"), State("neurons-model", "value"), State("neurons-layer", "value"),
+               State("neurons-neuron", "value"), State("neurons-try-text", "value"), prevent_initial_call=True)
+def try_text(_clicks: int, _submit: int, model: str, layer: Any, neuron: Any, text: str | None) -> Any:
+    """Neuroscope's "try your own text": the neuron on every token of the typed text."""
+    runtime = get_runtime()
+    out = unit_on_text(runtime, model, layer, neuron, check_text_field(runtime, text))
+    row = {"tokens": out["tokens"], "acts": out["acts"], "start": 0, "pos": int(max(range(len(out["acts"])),
+                                                                                    key=out["acts"].__getitem__)),
+           "act": out["max_act"]}
+    return html.Div([html.Div(f"max on this text {out['max_act']:.3f} (the index's maximum: {out['index_max']:.3f})",
+                              className="small text-muted mb-1"),
+                     snippets_list([row], max(abs(out["index_max"]), 1e-6), "neurons-try-snippet", per_row=False)])
 
+
+# ---- ranking, search, compare --------------------------------------------------------------------
+
+@page_callback(PAGE, Output("neurons-top", "options"), Output("neurons-top", "value"),
+               Input("neurons-model", "value"), Input("neurons-layer", "value"), Input("neurons-sort", "value"),
+               Input("neurons-neuron", "value"), State("neurons-top", "value"))
+def ranked_options(model: str, layer: Any, sort: str, neuron: Any, picked: Any) -> tuple:
+    """Top neurons of the layer; the picker shows the current neuron only when it is one of them."""
     if layer in (None, ""):
-        return []
+        return [], None
+    ranked = layer_ranking(get_runtime(), model, layer, sort or "max", limit=100)["neurons"]
+    options = [{"label": f"#{r['unit']}  max {r['max_act']:.2f}  range {r['range']:.2f}  "
+                         + " ".join(repr(t) for t in r["top_tokens"]), "value": r["unit"]} for r in ranked]
     try:
-        ranked = views.layer_ranking(model, layer, sort or "max", limit=100)["neurons"]
-    except Exception:  # noqa: BLE001 - the main view shows the error
-        return []
-    return [{"label": f"#{r['unit']}  max {r['max_act']:.2f}  range {r['range']:.2f}  "
-                      + " ".join(repr(t) for t in r["top_tokens"]), "value": r["unit"]} for r in ranked]
+        current = int(neuron)
+    except (TypeError, ValueError):
+        current = None
+    shown = current if current in {o["value"] for o in options} else None
+    return options, shown if shown != picked else no_update
 
 
-@callback(Output("neurons-neuron", "value"), Input("neurons-top", "value"), prevent_initial_call=True)
+@page_callback(PAGE, Output("neurons-neuron", "value"), Input("neurons-top", "value"), prevent_initial_call=True)
 def jump_to_top(unit: Any) -> Any:
     return no_update if unit is None else int(unit)
 
 
-@callback(
-    Output("neurons-search-results", "children"),
-    Input("neurons-search-button", "n_clicks"),
-    Input("neurons-search", "n_submit"),
-    State("neurons-search", "value"),
-    State("neurons-model", "value"),
-    prevent_initial_call=True,
-)
+@page_callback(PAGE, Output("neurons-search-results", "children"), Input("neurons-search-button", "n_clicks"),
+               Input("neurons-search", "n_submit"), State("neurons-search", "value"), State("neurons-model", "value"),
+               prevent_initial_call=True)
 def search(_clicks: int, _submit: int, token: str, model: str) -> Any:
-    from analysis import neurons_views as views
-
-    try:
-        found = views.search_token(model, token or "", limit=100)
-    except Exception as exc:  # noqa: BLE001
-        return html.Div(friendly(exc), className="text-danger small")
+    found = search_token(get_runtime(), model, token or "", limit=100)
     if not found["results"]:
         return html.Div(f"No neuron has {found['token_strings']} among its top tokens.", className="text-muted small")
     cols = [("token", "token"), ("count", "of top positions"), ("max_act", "best activation")]
@@ -197,67 +214,26 @@ def search(_clicks: int, _submit: int, token: str, model: str) -> Any:
                      unit_table(found["results"], model, cols, "neurons-search-table")])
 
 
-@callback(
-    Output("neurons-compare", "children"),
-    Output("neurons-compare-figure", "figure"),
-    Input("neurons-model", "value"),
-    Input("neurons-layer", "value"),
-    Input("neurons-neuron", "value"),
-    Input("neurons-layer-b", "value"),
-    Input("neurons-neuron-b", "value"),
-)
-def compare(model: str, layer: Any, neuron: Any, layer_b: Any, neuron_b: Any) -> tuple:
-    from analysis import neurons_views as views
-
+@page_callback(PAGE, Output("neurons-compare", "children"), Output("neurons-compare-figure", "figure"),
+               Input("neurons-model", "value"), Input("neurons-layer", "value"), Input("neurons-neuron", "value"),
+               Input("neurons-layer-b", "value"), Input("neurons-neuron-b", "value"))
+def show_compare(model: str, layer: Any, neuron: Any, layer_b: Any, neuron_b: Any) -> tuple:
     if None in (layer, neuron, layer_b, neuron_b) or "" in (layer, neuron, layer_b, neuron_b):
         return html.Div("Pick a second neuron to compare with.", className="text-muted small"), empty_figure()
-    try:
-        pair = views.compare(model, (layer, neuron), (layer_b, neuron_b))
-        recs = [views.neuron_record(model, layer, neuron, n_snippets=8, n_similar=0),
-                views.neuron_record(model, layer_b, neuron_b, n_snippets=8, n_similar=0)]
-    except Exception as exc:  # noqa: BLE001
-        return html.Div(friendly(exc), className="text-danger small"), empty_figure()
-    from dash import dcc
-
+    runtime = get_runtime()
+    pair = compare(runtime, model, (layer, neuron), (layer_b, neuron_b))
+    recs = [neuron_record(runtime, model, layer, neuron, n_snippets=8, n_similar=0),
+            neuron_record(runtime, model, layer_b, neuron_b, n_snippets=8, n_similar=0)]
     cols = []
     for rec, (lay, unit) in zip(recs, [(layer, neuron), (layer_b, neuron_b)], strict=True):
         cols.append(html.Div([html.H6(_unit_label(lay, unit)), stats_line(rec), top_tokens_badges(rec["top_tokens"]),
-                              dcc.Markdown(rec["explanation"]["summary"], className="small"),
-                              snippets_list(rec["snippets"], max(abs(rec["max_act"]), 1e-6))], className="col-md-6"))
+                              html.Div(rec["explanation"]["summary"], className="small"),
+                              snippets_list(rec["snippets"], max(abs(rec["max_act"]), 1e-6))],
+                             className="col-lg-6 gb-compare-col"))
     head = html.Div(f"cosine {pair['cosine']:.3f} · Jaccard {pair['jaccard']:.3f} (both symmetric)",
                     className="fw-semibold mb-2", id="neurons-compare-sims")
     fig = compare_figure(pair["sample_a"], pair["sample_b"], _unit_label(layer, neuron), _unit_label(layer_b, neuron_b))
-    return html.Div([head, html.Div(cols, className="row")]), fig
+    return html.Div([head, html.Div(cols, className="row g-3")]), fig
 
 
-@callback(
-    Output("neurons-build-status", "children"),
-    Input("neurons-build-start", "n_clicks"),
-    State("neurons-model", "value"),
-    State("neurons-build-corpus", "value"),
-    State("neurons-build-tokens", "value"),
-    State("neurons-build-layers", "value"),
-    background=True,
-    progress=[Output("neurons-build-progress", "value"), Output("neurons-build-progress", "label")],
-    cancel=[Input("neurons-build-cancel", "n_clicks")],
-    running=[(Output("neurons-build-start", "disabled"), True, False),
-             (Output("neurons-build-cancel", "disabled"), False, True)],
-    prevent_initial_call=True,
-)
-def build(set_progress: Any, _clicks: int, model: str, corpus: str, tokens: Any, layers: str) -> Any:
-    """The page's background build (same function as ``make index``); a cancelled build resumes later."""
-    from analysis.neurons import _parse_layers, build_index
-    from analysis.neurons_build import IndexConfig
-
-    try:
-        cfg = IndexConfig(model_id=model, corpus=corpus or "training", n_tokens=int(tokens or 0),
-                          layers=_parse_layers(layers))
-
-        def report(p: Any) -> None:
-            eta = f", ETA {p.eta_s:,.0f} s" if p.eta_s is not None else ""
-            set_progress((round(100 * p.fraction), f"{p.done}/{p.total} batches · {p.tokens_per_s:,.0f} tok/s{eta}"))
-
-        path = build_index(cfg, get_runtime(), progress=report, checkpoint_every_s=20.0)
-        return f"Index ready: {path.name}"
-    except Exception as exc:  # noqa: BLE001
-        return f"Build failed: {friendly(exc)}"
+__all__ = ["dcc"]

@@ -1,28 +1,52 @@
-"""Regions glue: dataset loading, the background extraction job, reduction, heatmaps, graph, metrics,
-classifier evaluation, downloads. Every view after extraction reads disk-cached products: changing the
-layer, categories, threshold or reduction never runs the model again."""
+"""Regions glue: dataset loading, the extraction job, reduction, heatmaps, graph, metrics, classifier
+evaluation, downloads. Every view after extraction reads disk-cached products: changing the layer,
+categories, threshold or reduction never runs the model again."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from analysis import regions as nrag
-from analysis import regions_data as rd
-from analysis.regions_extract import Cancelled
-from analysis.regions_graph import graph_payload
-from analysis.regions_metrics import degree_by_layer, evaluate_classifier, graph_metrics
-from analysis.regions_reduce import ReductionParams
+from analysis.errors import InputError
+from analysis.params import parse_choice, parse_float, parse_int
+from analysis.regions import (
+    POOLINGS,
+    LabeledDataset,
+    Reduced,
+    ReductionParams,
+    best_layer,
+    build_graph,
+    builtin_dataset,
+    compute_activations,
+    dataset_key_from_summary,
+    degree_by_layer,
+    evaluate_classifier,
+    graph_json,
+    graph_metrics,
+    graph_payload,
+    graphml_bytes,
+    load_activations,
+    load_dataset,
+    load_hub_dataset,
+    load_saved_dataset,
+    metrics_csv,
+    parse_upload,
+    reduced,
+    state_labels,
+    store_dataset,
+)
 from analysis.runtime import get_runtime
-from callbacks.common import friendly
-from components import regions_controls as rc
-from components import regions_figures as rf
-from components.figures import empty_figure
+from callbacks.common import page_callback, register_job
+from callbacks.shell import register_model_loading
+from components import regions_controls as controls
+from components import regions_figures as figures
+from components.figures import empty_figure, graph
 
 P = "regions"
 SHOW, HIDE = {}, {"display": "none"}
+DEEP_MODEL_LAYERS = 12  # from this many states on, the 2-D graph is drawn with a minimum edge weight
+register_model_loading(P)
 
 
 @callback(Output(f"{P}-builtin-box", "style"), Output(f"{P}-upload-box", "style"), Output(f"{P}-saved-box", "style"),
@@ -31,82 +55,91 @@ def toggle_source(source: str) -> tuple[dict, ...]:
     return tuple(SHOW if source == s else HIDE for s in ("builtin", "upload", "saved", "hub"))
 
 
-def load_dataset(source: str, n_per_label: Any, contents: str | None, filename: str | None, saved: str | None,
-                 hub: str | None, split: str | None) -> dict[str, Any]:
+# ---- dataset --------------------------------------------------------------------------------------
+
+def load_dataset_summary(source: str, n_per_label: Any, contents: str | None, filename: str | None,
+                         saved: str | None, hub: str | None, split: str | None) -> dict[str, Any]:
     """Load + validate the chosen dataset, store it on disk; the summary (with its key) for the page."""
     runtime = get_runtime()
     s = runtime.settings
+    source = parse_choice(source, "Dataset source", ("builtin", "upload", "saved", "hub"))
     if source == "upload":
         if not contents:
-            raise rd.InputError("Choose a .csv or .jsonl file with 'text' and 'label' columns first.")
-        ds = rd.parse_upload(contents, filename or "upload.csv", s.max_upload_bytes, s.max_dataset_rows)
+            raise InputError("Choose a .csv or .jsonl file with 'text' and 'label' columns first.")
+        ds = parse_upload(contents, filename or "upload.csv", s.max_upload_bytes, s.max_dataset_rows)
     elif source == "saved":
-        ds = rd.load_saved_dataset(saved or "", s.max_dataset_rows)
+        ds = load_saved_dataset(saved or "", s.max_dataset_rows, settings=s)
     elif source == "hub":
-        ds = rd.load_hub_dataset(hub or "", s.max_dataset_rows, split=split or "train")
+        ds = load_hub_dataset(hub or "", s.max_dataset_rows, split=split or "train")
     else:
-        try:
-            n = int(n_per_label)
-        except (TypeError, ValueError) as exc:
-            raise rd.InputError("Texts per label must be a whole number.") from exc
-        ds = rd.builtin_dataset(runtime.samples, n, s.max_dataset_rows)
-    nrag.store_dataset(runtime, ds)
+        ds = builtin_dataset(runtime.samples, n_per_label, s.max_dataset_rows)
+    store_dataset(runtime, ds)
     return ds.summary()
 
 
-@callback(Output(f"{P}-dataset", "data"), Output(f"{P}-dataset-info", "children"), Output(f"{P}-error", "children"),
-          Output(f"{P}-error", "is_open"),
-          Input(f"{P}-load", "n_clicks"), Input(f"{P}-upload", "contents"),
-          State(f"{P}-source", "value"), State(f"{P}-n", "value"), State(f"{P}-upload", "filename"),
-          State(f"{P}-saved", "value"), State(f"{P}-hub", "value"), State(f"{P}-split", "value"))
+@page_callback(P, Output(f"{P}-dataset", "data"), Output(f"{P}-dataset-info", "children"),
+               Output(f"{P}-acts", "data", allow_duplicate=True), Output(f"{P}-reduced", "data", allow_duplicate=True),
+               Input(f"{P}-load", "n_clicks"), Input(f"{P}-upload", "contents"),
+               State(f"{P}-source", "value"), State(f"{P}-n", "value"), State(f"{P}-upload", "filename"),
+               State(f"{P}-saved", "value"), State(f"{P}-hub", "value"), State(f"{P}-split", "value"),
+               prevent_initial_call="initial_duplicate")
 def on_load(_clicks: Any, contents: str | None, source: str, n: Any, filename: str | None, saved: str | None,
             hub: str | None, split: str | None) -> tuple:
+    """A new dataset replaces the old one and clears its activations and views; a failed load leaves the
+    loaded dataset (and what the page shows of it) as it was, with the reason in the alert."""
     if ctx.triggered_id == f"{P}-upload":
         source = "upload"
     elif ctx.triggered_id is None and source != "builtin":
         return no_update, no_update, no_update, no_update
-    try:
-        summary = load_dataset(source, n, contents, filename, saved, hub, split)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the page
-        return None, html.Span("No dataset loaded.", className="text-muted"), friendly(exc), True
-    return summary, rc.dataset_info(summary), None, False
+    summary = load_dataset_summary(source, n, contents, filename, saved, hub, split)
+    return summary, controls.dataset_info(summary), None, None
 
 
-def extraction_job(set_progress: Any, dataset: dict | None, model: str, pooling: str) -> dict[str, Any]:
-    """The background job (also callable directly): pooled activations, cached on disk."""
+# ---- extraction (a server job) -----------------------------------------------------------------
+
+def extraction_job(dataset: dict | None, model: str, pooling: str, *_triggers: Any) -> tuple[str, str, Any] | None:
+    """(key, title, work) of the extraction of the loaded dataset: pooled states of every layer, on disk."""
     if not dataset:
-        raise rd.InputError("Load a dataset first.")
+        return None
     runtime = get_runtime()
-    ds = nrag.load_dataset(runtime, nrag.dataset_key_from_summary(dataset))
-    start = time.perf_counter()
-    set_progress((1, f"Loading {model}…"))
+    pooling = parse_choice(pooling, "Pooling", POOLINGS)
+    ds = load_dataset(runtime, dataset_key_from_summary(dataset))
 
-    def progress(done: int, total: int) -> None:
-        set_progress((max(1, int(100 * done / total)), f"{done:,} / {total:,} texts · {time.perf_counter() - start:.0f} s"))
+    def work(job: Any) -> dict[str, Any]:
+        key, acts = compute_activations(runtime, model, ds, pooling, job)
+        return {"acts_key": key, "dataset": dataset["key"], "model": model, "pooling": pooling,
+                "n_layers": acts.n_layers, "classes": list(ds.classes), "truncated": acts.truncated,
+                "max_tokens": acts.max_tokens}
 
-    key, acts = nrag.compute_activations(runtime, model, ds, pooling, progress)
-    limit = acts.max_tokens or runtime.settings.max_tokens
-    note = f" · {acts.truncated} text(s) cut at the {limit}-token limit" if acts.truncated else ""
-    set_progress((100, f"{len(ds):,} texts × {acts.n_layers} hidden states in {time.perf_counter() - start:.1f} s{note}"))
-    return {"acts_key": key, "dataset": dataset["key"], "model": model, "pooling": pooling, "n_layers": acts.n_layers,
-            "classes": list(ds.classes)}
+    return f"regions-extract:{model}:{pooling}:{dataset['key']}", f"Extracting {len(ds):,} texts with {model}", work
 
 
-@callback(Output(f"{P}-acts", "data"), Output(f"{P}-job-error", "children"), Output(f"{P}-job-error", "is_open"),
-          Input(f"{P}-run", "n_clicks"),
-          State(f"{P}-dataset", "data"), State(f"{P}-model", "value"), State(f"{P}-pooling", "value"),
-          background=True,
-          progress=[Output(f"{P}-progress", "value"), Output(f"{P}-progress-text", "children")],
-          cancel=[Input(f"{P}-cancel", "n_clicks")],
-          running=[(Output(f"{P}-run", "disabled"), True, False), (Output(f"{P}-cancel", "disabled"), False, True)],
-          prevent_initial_call=True)
-def run_extraction(set_progress: Any, _clicks: Any, dataset: dict | None, model: str, pooling: str) -> tuple:
-    try:
-        return extraction_job(lambda v: set_progress(v), dataset, model, pooling), None, False
-    except Cancelled:
-        return no_update, "Extraction cancelled.", True
-    except Exception as exc:  # noqa: BLE001
-        return no_update, friendly(exc), True
+def run_extraction(dataset: dict | None, model: str, pooling: str) -> dict[str, Any]:
+    """The extraction in the calling thread (the figure CLI and tests)."""
+    made = extraction_job(dataset, model, pooling)
+    if made is None:
+        raise InputError("Load a dataset first.")
+    from analysis.jobs import quiet_job
+
+    return made[2](quiet_job())
+
+
+def describe_extraction(result: dict[str, Any]) -> str:
+    note = f"; {result['truncated']} text(s) cut at the {result['max_tokens']}-token limit" if result["truncated"] else ""
+    return f"{result['n_layers']} residual states of every text extracted (cached on disk){note}."
+
+
+register_job(P, f"{P}-extract", [State(f"{P}-dataset", "data"), State(f"{P}-model", "value"),
+                                 State(f"{P}-pooling", "value")], extraction_job, describe_extraction,
+             triggers=[Input(f"{P}-dataset", "data"), Input(f"{P}-model", "value"), Input(f"{P}-pooling", "value")])
+
+
+@page_callback(P, Output(f"{P}-acts", "data"), Input(f"{P}-extract-done", "data"), prevent_initial_call=True)
+def on_extracted(done: dict | None) -> Any:
+    status = get_runtime().jobs.status(done["key"]) if done else None
+    if status is None or status.state != "done":
+        return no_update
+    return status.result
 
 
 @callback(Output(f"{P}-pooling-note", "children"), Input(f"{P}-model", "value"), Input(f"{P}-pooling", "value"))
@@ -117,131 +150,143 @@ def pooling_note(model: str, pooling: str) -> str:
     return ""
 
 
-def _params(method: str, k: Any, grid: Any, seed: Any) -> ReductionParams:
-    try:
-        return ReductionParams(method or "pca", int(k), int(grid), None if seed in (None, "") else int(seed))
-    except (TypeError, ValueError) as exc:
-        raise rd.InputError("Components, grid size and random state must be whole numbers.") from exc
+# ---- reduction and views ------------------------------------------------------------------------
 
-
-def _view(red_store: dict) -> tuple[rd.LabeledDataset, nrag.Reduced]:
+def _view(red_store: dict) -> tuple[LabeledDataset, Reduced]:
     runtime = get_runtime()
-    ds = nrag.load_dataset(runtime, nrag.dataset_key_from_summary({"key": red_store["dataset"]}))
+    ds = load_dataset(runtime, dataset_key_from_summary({"key": red_store["dataset"]}))
     params = ReductionParams(**red_store["params"])
-    return ds, nrag.reduced(runtime, red_store["acts_key"], params, ds.label_ids, len(ds.classes))
+    return ds, reduced(runtime, red_store["acts_key"], params, ds.label_ids, len(ds.classes), red_store.get("model", ""))
 
 
-@callback(Output(f"{P}-reduced", "data"), Output(f"{P}-layer", "max"), Output(f"{P}-layer", "marks"),
-          Output(f"{P}-cats", "options"), Output(f"{P}-cats", "value"), Output(f"{P}-graph-cats", "options"),
-          Output(f"{P}-graph-cats", "value"), Output(f"{P}-view-error", "children"), Output(f"{P}-view-error", "is_open"),
-          Input(f"{P}-acts", "data"), Input(f"{P}-method", "value"), Input(f"{P}-k", "value"), Input(f"{P}-grid", "value"),
-          Input(f"{P}-seed", "value"), State(f"{P}-cats", "value"), State(f"{P}-graph-cats", "value"))
-def on_reduce(acts: dict | None, method: str, k: Any, grid: Any, seed: Any, cats: list | None,
-              graph_cats: list | None) -> tuple:
-    if not acts:
-        return (no_update,) * 7 + (None, False)
-    try:
-        params = _params(method, k, grid, seed)
-        store = {"acts_key": acts["acts_key"], "dataset": acts["dataset"], "params": params.as_dict(),
-                 "n_layers": acts["n_layers"], "classes": acts["classes"]}
-        _view(store)  # computes (or loads) the reduction now, so errors show here
-    except Exception as exc:  # noqa: BLE001
-        return (no_update,) * 7 + (friendly(exc), True)
+def reduce_view(acts: dict, method: str, k: Any, grid: Any, seed: Any, cats: list | None,
+                graph_cats: list | None, layer: Any = None) -> dict[str, Any]:
+    """The reduction store and the pickers that follow from it (layer slider, categories)."""
+    params = ReductionParams.parse(method, k, grid, seed)
+    store = {"acts_key": acts["acts_key"], "dataset": acts["dataset"], "params": params.as_dict(),
+             "n_layers": acts["n_layers"], "classes": acts["classes"], "model": acts.get("model", "")}
+    ds, red = _view(store)  # computes (or loads) the reduction now, so errors show here
     classes = acts["classes"]
-    options = [{"label": c, "value": c} for c in classes]
-    cats = [c for c in (cats or []) if c in classes] or list(classes)
-    graph_cats = [c for c in (graph_cats or []) if c in classes][:2] or list(classes[:2])
     n = acts["n_layers"]
-    return store, n - 1, {i: str(i) for i in range(n)}, options, cats, options, graph_cats, None, False
+    labels = state_labels(n - 1)
+    chosen = parse_int(layer, "Layer", 0, n - 1, default=None) if layer not in (None, "") else None
+    return {"store": store, "max": n - 1, "marks": controls.layer_marks(labels),
+            "options": [{"label": c, "value": c} for c in classes],
+            "cats": [c for c in (cats or []) if c in classes] or list(classes),
+            "graph_cats": [c for c in (graph_cats or []) if c in classes][:2] or list(classes[:2]),
+            "layer": chosen if chosen is not None else best_layer(red, ds.label_ids)}
 
 
-@callback(Output(f"{P}-heatmap", "figure"), Output(f"{P}-scatter-box", "style"), Output(f"{P}-scatter-graph", "figure"),
-          Input(f"{P}-reduced", "data"), Input(f"{P}-layer", "value"), Input(f"{P}-cats", "value"),
-          Input(f"{P}-scatter", "value"))
+@page_callback(P, Output(f"{P}-reduced", "data"), Output(f"{P}-layer", "max"), Output(f"{P}-layer", "marks"),
+               Output(f"{P}-layer", "value"), Output(f"{P}-cats", "options"), Output(f"{P}-cats", "value"),
+               Output(f"{P}-graph-cats", "options"), Output(f"{P}-graph-cats", "value"),
+               Input(f"{P}-acts", "data"), Input(f"{P}-method", "value"), Input(f"{P}-k", "value"),
+               Input(f"{P}-grid", "value"), Input(f"{P}-seed", "value"), State(f"{P}-cats", "value"),
+               State(f"{P}-graph-cats", "value"), State(f"{P}-url-layer", "data"), prevent_initial_call=True)
+def on_reduce(acts: dict | None, method: str, k: Any, grid: Any, seed: Any, cats: list | None,
+              graph_cats: list | None, url_layer: Any) -> tuple:
+    if not acts:
+        return None, no_update, no_update, no_update, [], [], [], []
+    layer = url_layer if ctx.triggered_id == f"{P}-acts" and url_layer is not None else None
+    v = reduce_view(acts, method, k, grid, seed, cats, graph_cats, layer)
+    return (v["store"], v["max"], v["marks"], v["layer"], v["options"], v["cats"], v["options"], v["graph_cats"])
+
+
+def heatmap_view(red_store: dict, layer: Any, cats: list | None, show_scatter: bool) -> tuple:
+    ds, red = _view(red_store)
+    n = red.counts.shape[0]
+    layer = parse_int(layer, "Layer", 0, n - 1, default=0)
+    cats = [c for c in (cats or []) if c in ds.classes]
+    grids = [red.counts[layer, ds.classes.index(c)] for c in cats]
+    labels = state_labels(n - 1)
+    heat = figures.heatmap_figure(grids, cats, layer, n, labels)
+    if not show_scatter:
+        return heat, HIDE, no_update
+    hover = [f"{lab}: {text[:80]!r}" for text, lab in zip(ds.texts, ds.labels, strict=True)]
+    scatter = figures.scatter_figure(red.coords[layer], ds.label_ids, ds.classes, cats, layer, red.params.grid, hover)
+    return heat, SHOW, scatter
+
+
+@page_callback(P, Output(f"{P}-heatmap", "figure"), Output(f"{P}-scatter-box", "style"),
+               Output(f"{P}-scatter-graph", "figure"), Output(f"{P}-layer-note", "children"),
+               Input(f"{P}-reduced", "data"), Input(f"{P}-layer", "value"), Input(f"{P}-cats", "value"),
+               Input(f"{P}-scatter", "value"))
 def on_heatmap(red_store: dict | None, layer: int, cats: list | None, show_scatter: bool) -> tuple:
     if not red_store:
-        return empty_figure("Load a dataset and run the extraction."), HIDE, no_update
-    try:
-        ds, red = _view(red_store)
-        layer = min(int(layer or 0), red.counts.shape[0] - 1)
-        cats = [c for c in (cats or []) if c in ds.classes]
-        grids = [red.counts[layer, ds.classes.index(c)] for c in cats]
-        heat = rf.heatmap_figure(grids, cats, layer, red.counts.shape[0])
-        if not show_scatter:
-            return heat, HIDE, no_update
-        hover = [f"{lab}: {text[:80]!r}" for text, lab in zip(ds.texts, ds.labels, strict=True)]
-        scatter = rf.scatter_figure(red.coords[layer], ds.label_ids, ds.classes, cats, layer, red.params.grid, hover)
-        return heat, SHOW, scatter
-    except Exception as exc:  # noqa: BLE001
-        return empty_figure(friendly(exc)), HIDE, no_update
+        return empty_figure("Load a dataset and run the extraction."), HIDE, no_update, ""
+    heat, style, scatter = heatmap_view(red_store, layer, cats, show_scatter)
+    labels = state_labels(red_store["n_layers"] - 1)
+    name = labels[min(int(layer or 0), len(labels) - 1)]
+    return heat, style, scatter, f"State {name}: the residual stream as the Lens page names it (embed = block 0's input)."
 
 
-def current_graph(red_store: dict, cats: list | None, threshold: Any) -> tuple[rd.LabeledDataset, Any]:
+def min_edge_weight(value: Any, red_store: dict) -> float:
+    """The drawing threshold: as typed, else 2 texts for deep models' 2-D graphs (1 otherwise)."""
+    typed = parse_float(value, "Min. edge weight", 0, None, default=None, field=f"{P}-min-weight")
+    if typed is not None:
+        return typed
+    deep = red_store["n_layers"] >= DEEP_MODEL_LAYERS and red_store["params"]["n_components"] == 2
+    return 2.0 if deep else 0.0
+
+
+def current_graph(red_store: dict, cats: list | None, threshold: Any) -> tuple[LabeledDataset, Any]:
     ds, red = _view(red_store)
-    try:
-        thr = float(threshold) if threshold not in (None, "") else 0.3
-    except (TypeError, ValueError) as exc:
-        raise rd.InputError("The threshold must be a number in [-1, 1).") from exc
-    return ds, nrag.build_graph(red, ds, cats or [], thr)
+    thr = parse_float(threshold, "Spearman threshold", -1, 1, default=0.3, high_open=True, field=f"{P}-threshold")
+    return ds, build_graph(red, ds, cats or [], thr)
 
 
-@callback(Output(f"{P}-graph", "figure"), Output(f"{P}-metrics", "children"), Output(f"{P}-degree", "figure"),
-          Input(f"{P}-reduced", "data"), Input(f"{P}-graph-cats", "value"), Input(f"{P}-threshold", "value"))
-def on_graph(red_store: dict | None, cats: list | None, threshold: Any) -> tuple:
+def graph_view(red_store: dict, cats: list | None, threshold: Any, min_weight: Any = None) -> tuple:
+    ds, g = current_graph(red_store, cats, threshold)
+    payload = graph_payload(g, min_edge_weight(min_weight, red_store))
+    payload["labels"] = state_labels(red_store["n_layers"] - 1)
+    fig = figures.graph_figure(payload, {c: i for i, c in enumerate(ds.classes)})
+    return fig, controls.metrics_table(graph_metrics(g).as_dict()), figures.layer_degree_figure(degree_by_layer(g))
+
+
+@page_callback(P, Output(f"{P}-graph", "figure"), Output(f"{P}-metrics", "children"), Output(f"{P}-degree", "figure"),
+               Input(f"{P}-reduced", "data"), Input(f"{P}-graph-cats", "value"), Input(f"{P}-threshold", "value"),
+               Input(f"{P}-min-weight", "value"))
+def on_graph(red_store: dict | None, cats: list | None, threshold: Any, min_weight: Any) -> tuple:
     if not red_store:
-        blank = empty_figure("The graph appears after the extraction.")
-        return blank, None, empty_figure()
-    try:
-        ds, g = current_graph(red_store, cats, threshold)
-    except Exception as exc:  # noqa: BLE001
-        return empty_figure(friendly(exc)), None, empty_figure()
-    fig = rf.graph_figure(graph_payload(g), {c: i for i, c in enumerate(ds.classes)})
-    return fig, rc.metrics_table(graph_metrics(g).as_dict()), rf.layer_degree_figure(degree_by_layer(g))
+        return empty_figure("The graph appears after the extraction."), None, empty_figure()
+    return graph_view(red_store, cats, threshold, min_weight)
 
 
-@callback(Output(f"{P}-eval", "children"), Input(f"{P}-eval-run", "n_clicks"), State(f"{P}-reduced", "data"),
-          prevent_initial_call=True)
+@page_callback(P, Output(f"{P}-eval", "children"), Input(f"{P}-eval-run", "n_clicks"), State(f"{P}-reduced", "data"),
+               prevent_initial_call=True)
 def on_evaluate(_clicks: Any, red_store: dict | None) -> Any:
     if not red_store:
-        return html.Div("Run the extraction first.", className="text-danger small")
-    try:
-        ds, red = _view(red_store)
-        acts = nrag.load_activations(get_runtime(), red_store["acts_key"])
-        report = evaluate_classifier(red.coords, acts.pooled[-1], ds.label_ids)
-    except Exception as exc:  # noqa: BLE001
-        return html.Div(friendly(exc), className="text-danger small")
+        raise InputError("Run the extraction first.")
+    ds, red = _view(red_store)
+    acts = load_activations(get_runtime(), red_store["acts_key"], red_store.get("model", ""))
+    report = evaluate_classifier(red.coords, acts.pooled[-1], ds.label_ids)
     rows = report.rows()
-    from components.figures import graph
-
-    return html.Div([rc.classifier_table(rows, report.n_reduced_features, report.n_full_features),
-                     graph(rf.classifier_figure(rows), f"{P}-eval-graph", "regions-classifier")])
+    return html.Div([controls.classifier_table(rows, report.n_reduced_features, report.n_full_features),
+                     graph(figures.classifier_figure(rows), f"{P}-eval-graph", "regions-classifier")])
 
 
-@callback(Output(f"{P}-download", "data"), Input(f"{P}-dl-graphml", "n_clicks"), Input(f"{P}-dl-json", "n_clicks"),
-          Input(f"{P}-dl-csv", "n_clicks"), State(f"{P}-reduced", "data"), State(f"{P}-graph-cats", "value"),
-          State(f"{P}-threshold", "value"), State(f"{P}-acts", "data"), prevent_initial_call=True)
+@page_callback(P, Output(f"{P}-download", "data"), Input(f"{P}-dl-graphml", "n_clicks"), Input(f"{P}-dl-json", "n_clicks"),
+               Input(f"{P}-dl-csv", "n_clicks"), State(f"{P}-reduced", "data"), State(f"{P}-graph-cats", "value"),
+               State(f"{P}-threshold", "value"), State(f"{P}-acts", "data"), prevent_initial_call=True)
 def on_download(_a: Any, _b: Any, _c: Any, red_store: dict | None, cats: list | None, threshold: Any,
                 acts: dict | None) -> Any:
     if not red_store:
-        return no_update
-    try:
-        _, g = current_graph(red_store, cats, threshold)
-    except Exception:  # noqa: BLE001 - the graph panel already shows the message
-        return no_update
+        raise InputError("Nothing to download yet: run the extraction first.")
+    _, g = current_graph(red_store, cats, threshold)
     stem = f"nrag-{'-'.join(cats or [])}"
     if ctx.triggered_id == f"{P}-dl-graphml":
-        return dcc.send_bytes(nrag.graphml_bytes(g), f"{stem}.graphml")
+        return dcc.send_bytes(graphml_bytes(g), f"{stem}.graphml")
     if ctx.triggered_id == f"{P}-dl-json":
-        return dcc.send_string(nrag.graph_json(g), f"{stem}.json")
+        return dcc.send_string(graph_json(g), f"{stem}.json")
     extra = {"model": (acts or {}).get("model"), "pooling": (acts or {}).get("pooling"),
              **{f"reduction_{k}": v for k, v in red_store["params"].items()}, "categories": ",".join(cats or [])}
-    return dcc.send_string(nrag.metrics_csv(g, extra), f"{stem}-metrics.csv")
+    return dcc.send_string(metrics_csv(g, extra), f"{stem}-metrics.csv")
 
 
-@callback(Output({"type": "url-state", "page": P}, "data"),
-          Input(f"{P}-model", "value"), Input(f"{P}-pooling", "value"), Input(f"{P}-method", "value"),
-          Input(f"{P}-k", "value"), Input(f"{P}-grid", "value"), Input(f"{P}-layer", "value"), Input(f"{P}-n", "value"),
-          Input(f"{P}-source", "value"))
+@page_callback(P, Output({"type": "url-state", "page": P}, "data"),
+               Input(f"{P}-model", "value"), Input(f"{P}-pooling", "value"), Input(f"{P}-method", "value"),
+               Input(f"{P}-k", "value"), Input(f"{P}-grid", "value"), Input(f"{P}-layer", "value"), Input(f"{P}-n", "value"),
+               Input(f"{P}-source", "value"))
 def url_state(model: str, pooling: str, method: str, k: Any, grid: Any, layer: Any, n: Any, source: str) -> dict:
     return {"model": model, "pooling": pooling, "method": method, "k": k, "grid": grid, "layer": layer, "n": n,
             "source": source}

@@ -8,7 +8,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from components.features_view import visible
+from components.text import token_label as visible
 from components.figures import CATEGORY_COLOURS, SELECTED_COLOUR, empty_figure, themed
 
 POS = "#d62728"

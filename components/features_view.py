@@ -11,15 +11,9 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import html
 
+from components.text import token_label
+
 COMMAND = "make sae"
-
-
-def visible(token: str) -> str:
-    """Whitespace made visible so every token has a width."""
-    if not token:
-        return "∅"
-    out = token.replace("\n", "↵").replace("\t", "⇥")
-    return out.replace(" ", "\u00a0") if not out.strip() else out
 
 
 def colour(value: float, scale: float) -> str:
@@ -29,21 +23,25 @@ def colour(value: float, scale: float) -> str:
     return f"rgba(230,85,13,{min(1.0, value / scale):.2f})"
 
 
-def token_strip(tokens: Sequence[str], acts: Sequence[float], feature: int, strip_id: str = "features-strip") -> html.Div:
-    """The feature's activation on every token of the text (hover for the value)."""
-    top = max(acts) if acts else 0.0
-    # the first token is often an attention sink with a huge norm: keep it out of the colour scale
-    body = list(acts[1:])
-    scale = max(body) if body and max(body) > 0 else top
-    spans = [
-        html.Span(visible(tok), title=f"#{i} {tok!r}  act {a:.3f}", className="gb-ftok",
-                  style={"backgroundColor": colour(a, scale)})
-        for i, (tok, a) in enumerate(zip(tokens, acts, strict=True))
-    ]
-    n_active = sum(a > 0 for a in acts)
+def token_strip(tokens: Sequence[str], acts: Sequence[float], feature: int, outside: Sequence[bool] | None = None,
+                strip_id: str = "features-strip") -> html.Div:
+    """The feature's activation on every token of the text (hover for the value). Tokens the SAE was not
+    trained on (the first one, an attention sink, and massive-activation tokens) are hatched and left out
+    of the colour scale."""
+    outside = list(outside) if outside is not None else [i == 0 for i in range(len(acts))]
+    inside = [a for a, out in zip(acts, outside, strict=True) if not out]
+    scale = max(inside) if inside and max(inside) > 0 else 0.0
+    spans = []
+    for i, (tok, a, out) in enumerate(zip(tokens, acts, outside, strict=True)):
+        note = " (outside the SAE's training distribution)" if out else ""
+        spans.append(html.Span(token_label(tok), title=f"#{i} {tok!r}  act {a:.3f}{note}",
+                               className="gb-ftok gb-ftok-out" if out else "gb-ftok",
+                               style={"backgroundColor": "transparent" if out else colour(a, scale)}))
+    n_active = sum(a > 0 for a, out in zip(acts, outside, strict=True) if not out)
     head = html.Div(
-        f"Feature {feature} on this text: max {top:.3f}, active on {n_active} of {len(acts)} tokens "
-        f"(colour scale 0 – {scale:.3f}, the first token excluded)",
+        f"Feature {feature} on this text: max {max(inside, default=0.0):.3f}, active on {n_active} of {len(inside)} "
+        f"tokens (colour scale 0 – {scale:.3f}; {sum(outside)} hatched token(s) are outside what the SAE was "
+        "trained on: the first token and massive activations)",
         className="small text-muted mb-1",
     )
     return html.Div([head, html.Div(spans, className="gb-fstrip")], id=strip_id)
@@ -54,7 +52,7 @@ def snippet(example: dict[str, Any], scale: float) -> html.Div:
     spans = []
     for k, (tok, a) in enumerate(zip(example["tokens"], example["acts"], strict=True)):
         cls = "gb-ftok gb-ftok-max" if k == example["center"] else "gb-ftok"
-        spans.append(html.Span(visible(tok), title=f"{tok!r} act {a:.3f}", className=cls,
+        spans.append(html.Span(token_label(tok), title=f"{tok!r} act {a:.3f}", className=cls,
                                style={"backgroundColor": colour(a, scale)}))
     return html.Div([html.Span(f"{example['value']:.2f}", className="badge bg-light text-dark me-2 gb-fval"),
                      html.Span(spans)], className="gb-fsnippet")
@@ -78,19 +76,20 @@ def examples_section(stats: dict[str, Any]) -> html.Div:
 
 
 def sae_info(info: dict[str, Any]) -> html.Div:
-    """One line about the SAE, with its training metrics when known."""
-    bits = [html.B(info["ref"]), f" · {info['d_sae']:,} features · d_in {info['d_in']} · site ",
-            html.Code(info["site"]), f" (hook {info['hook_name']})"]
-    metrics = info.get("metrics") or {}
-    if "l0" in metrics:
-        bits.append(
-            f" · L0 {metrics['l0']:.1f} · explained variance {metrics['explained_variance']:.3f}"
-            f" · loss recovered {metrics['loss_recovered']:.3f}"
-        )
-        asked = metrics.get("training_tokens_requested", metrics.get("training_tokens"))
-        if asked:
-            stop = f" (stopped by the {metrics.get('max_minutes')}-min budget)" if metrics.get("time_budget_hit") else ""
-            bits.append(f" · trained with sae-lens, {asked:,} tokens requested{stop}")
+    """One line about the SAE, with its held-out figures and training budget when known (glassbox.json)."""
+    bits: list[Any] = [html.B(info["ref"]), f" · {info['d_sae']:,} features · d_in {info['d_in']} · site ",
+                       html.Code(info["site"]), f" (hook {info['hook_name']})"]
+    meta = info.get("metrics") or {}
+    held = meta.get("heldout") or (meta if "l0" in meta else {})
+    if held:
+        bits.append(f" · held-out: L0 {held['l0']:.1f}, explained variance {held['explained_variance']:.3f}, "
+                    f"loss recovered {held['loss_recovered']:.3f}, dead {held['dead_fraction']:.1%}")
+    if meta.get("tokens_trained"):
+        epochs = (meta.get("options") or {}).get("epochs")
+        bits.append(f" · trained with sae-lens ({meta.get('architecture', '')}) on {meta['tokens_trained']:,} tokens"
+                    + (f" × {epochs} epochs" if epochs else ""))
+    if info.get("path"):
+        bits.append(html.Span(f" · {info['path']}", className="text-muted"))
     return html.Div(bits, className="small mb-2", id="features-sae-info")
 
 
@@ -117,20 +116,49 @@ def top_feature_badges(top: Sequence[tuple[int, float]], selected: int) -> html.
     return html.Div([html.Span("Strongest on this text: ", className="small text-muted me-1"), *buttons])
 
 
-def no_sae_panel(message: str) -> dbc.Alert:
-    """Shown when the embedded SAE has not been trained yet."""
-    return dbc.Alert(
-        [html.H6("No SAE yet", className="alert-heading"), html.P(message, className="mb-1"),
-         html.Pre(COMMAND, className="mb-0 gb-fcmd")],
-        color="info", id="features-no-sae",
-    )
+def no_sae_note(message: str) -> html.Div:
+    """Shown inside the tabs that need an SAE when there is none (the tabs that need only a vector still work)."""
+    return html.Div([html.B("No SAE loaded. "), html.Span(message), html.Span(" Or: "), html.Code(COMMAND)],
+                    className="small text-muted gb-no-sae", id="features-no-sae")
+
+
+def neighbours_table(title: str, rows: Sequence[dict[str, Any]], value_key: str, hrefs: Sequence[str],
+                     table_id: str) -> html.Div:
+    """Related features (by activation correlation or decoder cosine), each linking to its page."""
+    if not rows:
+        return html.Div([html.H6(title, className="mt-2"), html.Div("None yet.", className="small text-muted")])
+    body = html.Tbody([html.Tr([html.Td(html.A(str(r["feature"]), href=href)), html.Td(f"{r[value_key]:.3f}")])
+                       for r, href in zip(rows, hrefs, strict=True)])
+    return html.Div([html.H6(title, className="mt-2"),
+                     dbc.Table([html.Thead(html.Tr([html.Th("feature"), html.Th(value_key)])), body], size="sm",
+                               className="gb-ftable mb-1", id=table_id)])
+
+
+def explanation_box(explanation: dict[str, Any] | None) -> html.Div:
+    if not explanation:
+        return html.Div("The explanation needs the corpus scan.", className="small text-muted", id="features-explanation")
+    parts = [html.Div(explanation["summary"], className="small")]
+    if explanation.get("llm"):
+        parts.append(html.Div(["LLM: ", html.I(explanation["llm"])], className="small mt-1"))
+    return html.Div([html.H6("Explanation", className="mt-2"), *parts], id="features-explanation")
+
+
+def ranking_table(rows: Sequence[dict[str, Any]], hrefs: Sequence[str]) -> html.Div:
+    """The prompt-centric view: the features most active on the user's text."""
+    if not rows:
+        return html.Div("No feature fires on this text.", className="small text-muted", id="features-ranking")
+    head = html.Thead(html.Tr([html.Th(h) for h in ("feature", "max on the text", "at token", "active tokens")]))
+    body = html.Tbody([html.Tr([html.Td(html.A(str(r["feature"]), href=href)), html.Td(f"{r['max']:.3f}"),
+                                html.Td([html.Code(token_label(r["token"])), f" #{r['position']}"]),
+                                html.Td(r["active_tokens"])]) for r, href in zip(rows, hrefs, strict=True)])
+    return dbc.Table([head, body], size="sm", hover=True, className="gb-ftable", id="features-ranking")
 
 
 def token_table(rows: Sequence[dict[str, Any]]) -> dbc.Table:
     """Token list: rank, token, ratio, the two cosines."""
     head = html.Thead(html.Tr([html.Th(h) for h in ("#", "token", "id", "ratio", "cos(v, e)", "cos(c, e)")]))
     body = html.Tbody([
-        html.Tr([html.Td(i + 1), html.Td(html.Code(visible(r["token"]))), html.Td(r["token_id"]),
+        html.Tr([html.Td(i + 1), html.Td(html.Code(token_label(r["token"]))), html.Td(r["token_id"]),
                  html.Td(f"{r['ratio']:.4f}"), html.Td(f"{r['cos_v']:.3f}"), html.Td(f"{r['cos_c']:.3f}")])
         for i, r in enumerate(rows)
     ])
@@ -139,7 +167,7 @@ def token_table(rows: Sequence[dict[str, Any]]) -> dbc.Table:
 
 def token_cloud(rows: Sequence[dict[str, Any]], n: int = 40) -> html.Div:
     """The first tokens of the list inline (quick reading)."""
-    return html.Div([html.Span(visible(r["token"]), className="gb-fchip") for r in rows[:n]], className="mb-2")
+    return html.Div([html.Span(token_label(r["token"]), className="gb-fchip") for r in rows[:n]], className="mb-2")
 
 
 def steering_output(result: dict[str, Any]) -> dbc.Row:
@@ -177,5 +205,5 @@ def search_table(token: str, hits: Sequence[dict[str, Any]], hrefs: Sequence[str
 
 
 def definitions_list(defs: Sequence[tuple[str, float]]) -> html.Ol:
-    return html.Ol([html.Li([html.Code(visible(text)), html.Span(f"  p = {p:.2e}", className="text-muted small")])
+    return html.Ol([html.Li([html.Code(token_label(text)), html.Span(f"  p = {p:.2e}", className="text-muted small")])
                     for text, p in defs], className="small", id="features-definitions")

@@ -1,14 +1,22 @@
-"""Visible, dismissable messages instead of stack traces or dead callbacks."""
+"""Visible messages instead of stack traces or dead callbacks: the page's one alert, field feedback, notes.
+
+Every page has one alert (``{page}-error``) that the callback error handler fills (``callbacks.common``),
+plus a store naming the callback that opened it, so that callback's next success closes it. A field that
+can hold a bad value sits beside a ``{field}-feedback`` element that shows its message in place.
+"""
 
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 
 
-def error_alert(alert_id: str | dict) -> dbc.Alert:
-    """A hidden, dismissable danger alert that callbacks open with a message."""
-    return dbc.Alert(id=alert_id, color="danger", dismissable=True, is_open=False, className="gb-error mb-2")
+def error_alert(page: str) -> html.Div:
+    """The page's one alert (hidden, dismissable) and the store of the callback that opened it."""
+    return html.Div([
+        dbc.Alert(id=f"{page}-error", color="danger", dismissable=True, is_open=False, className="gb-error mb-2"),
+        dcc.Store(id=f"{page}-error-owner"),
+    ])
 
 
 def info_note(text: str, note_id: str | None = None) -> html.Div:
@@ -16,9 +24,10 @@ def info_note(text: str, note_id: str | None = None) -> html.Div:
     return html.Div(text, className="text-muted small gb-note", **kwargs)
 
 
-def loading(children: object, loading_id: str | None = None) -> object:
-    """Wrap slow outputs in a spinner that appears only after a short delay."""
-    from dash import dcc
-
+def loading(children: object, loading_id: str | None = None, message: object = None) -> object:
+    """Wrap slow outputs in a spinner that appears after a short delay, with an optional line saying what runs."""
     kwargs = {"id": loading_id} if loading_id else {}
+    if message is not None:
+        kwargs["custom_spinner"] = html.Div([dbc.Spinner(size="sm", color="primary", spinner_class_name="me-2"),
+                                             message], className="gb-loading small text-muted d-flex align-items-center")
     return dcc.Loading(children, type="dot", delay_show=250, **kwargs)

@@ -40,8 +40,6 @@ def status_table(status: dict[str, Any]) -> html.Div:
     facts = [
         ("Device", status["device"]),
         ("Process memory (RSS)", _mb(status["rss_bytes"])),
-        ("Run cache", f"{_mb(status['run_cache_bytes'])} in {status['run_cache_entries']} runs "
-                      f"(limit {_mb(status['run_cache_limit'])})"),
     ]
     if status.get("accelerator_bytes") is not None:
         facts.append(("Accelerator memory", _mb(status["accelerator_bytes"])))
@@ -58,9 +56,21 @@ def status_table(status: dict[str, Any]) -> html.Div:
             html.Td(info.get("d_mlp", "")), html.Td(f"{info['n_params'] / 1e6:,.0f}M" if info else ""),
             html.Td(info.get("dtype", "")), html.Td(button),
         ]))
+    caches = status.get("caches") or []
+    cache_rows = [html.Tr([html.Td(c["name"]), html.Td(f"{c['entries']:,}"), html.Td(_mb(c["bytes"])),
+                           html.Td(f"{c['hits']:,} / {c['misses']:,}")]) for c in caches]
+    cache_table = dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("In-memory cache", "entries", "memory",
+                                                                       "hits / misses")])),
+                             html.Tbody(cache_rows)], size="sm", className="w-auto small gb-caches", id="home-caches")
+    jobs = status.get("jobs") or []
+    job_rows = [html.Tr([html.Td(j["title"]), html.Td(j["state"]), html.Td(j["progress"]["label"])]) for j in jobs]
+    job_table = (dbc.Table([html.Thead(html.Tr([html.Th(h) for h in ("Job", "state", "progress")])),
+                            html.Tbody(job_rows)], size="sm", className="small gb-jobs", id="home-jobs")
+                 if jobs else html.Div("No jobs since the server started.", className="small text-muted"))
     return html.Div([
         dbc.Table([html.Tbody(fact_rows)], size="sm", borderless=True, className="w-auto mb-2"),
         dbc.Table([html.Thead(header), html.Tbody(rows)], size="sm", hover=True, responsive=True, className="gb-models"),
+        dbc.Row([dbc.Col(cache_table, lg=6), dbc.Col(job_table, lg=6)]),
     ])
 
 

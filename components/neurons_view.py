@@ -1,6 +1,6 @@
 """Neurons page pieces: coloured snippets, tables with links, quantile/logit/graph/compare figures.
 
-Plain data (dicts from ``analysis.neurons_views``) in, Dash components / plotly figures out.
+Plain data (dicts from ``analysis.neurons.views``) in, Dash components / plotly figures out.
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from components.figures import CATEGORY_COLOURS, SELECTED_COLOUR, empty_figure, themed
+from components.text import show_token, token_label
 
 
 def neuron_href(model: str, layer: Any, unit: int, **extra: Any) -> str:
     return "/neurons?" + urlencode({"model": model, "layer": layer, "neuron": unit, **extra})
 
 
-def _visible(token: str) -> str:
-    return token.replace("\r", "").replace("\n", "↵").replace("\t", "⇥")
+def tokens_href(model: str, text_sample: str | None, layer: Any, unit: int) -> str:
+    """The Tokens page with the MLP-neurons site, this layer and this dimension preselected."""
+    query = {"model": model, "tool": "dimension", "site": "mlp.hook_post", "layer": layer, "dim": unit}
+    if text_sample:
+        query["sample"] = text_sample
+    return "/tokens?" + urlencode(query)
 
 
 def token_colour(value: float | None, scale: float) -> str:
@@ -32,27 +37,40 @@ def token_colour(value: float | None, scale: float) -> str:
     return f"rgba(214,39,40,{alpha:.2f})" if value >= 0 else f"rgba(31,119,180,{alpha:.2f})"
 
 
-def snippet_row(snippet: dict[str, Any], scale: float, model: str = "") -> html.Div:
-    """One snippet: tokens as spans coloured by activation, the max token outlined; hover shows values."""
+def snippet_row(snippet: dict[str, Any], scale: float | None = None, model: str = "") -> html.Div:
+    """One snippet: tokens as spans coloured by activation, the max token outlined; hover shows values.
+
+    ``scale`` None colours the row against its own largest |activation| (shown in its badge), so a snippet
+    far below the unit's maximum still shows where it fires."""
+    values = [abs(v) for v in snippet["acts"] if v is not None]
+    row_scale = scale if scale is not None else (max(values) if values else 0.0)
+    scale = row_scale
     spans = []
     for k, (tok, value) in enumerate(zip(snippet["tokens"], snippet["acts"], strict=True)):
         pos = snippet["start"] + k
         title = f"{tok!r}  pos {pos}  act {value:.3f}" if value is not None else f"{tok!r}  pos {pos}"
         cls = "gb-tok gb-tok-max" if pos == snippet["pos"] else "gb-tok"
-        spans.append(html.Span(_visible(tok), title=title, className=cls,
+        spans.append(html.Span(token_label(tok), title=title, className=cls,
                                style={"backgroundColor": token_colour(value, scale)}))
     return html.Div(
-        [html.Span(f"{snippet['act']:.2f}", className="gb-snip-act badge bg-light text-dark me-2"),
+        [html.Span(f"{snippet['act']:.2f}", className="gb-snip-act badge bg-light text-dark me-2",
+                   title=f"max of this snippet; colours span 0 – {scale:.3g}"),
          html.Span(spans, className="gb-snip-text")],
         className="gb-snippet",
     )
 
 
-def snippets_list(snippets: Sequence[dict[str, Any]], scale: float, list_id: str | None = None) -> html.Div:
+def snippets_list(snippets: Sequence[dict[str, Any]], unit_max: float, list_id: str | None = None,
+                  per_row: bool = True) -> html.Div:
+    """The snippets, each coloured against its own maximum (``per_row``) or the unit's, with the scale stated."""
     if not snippets:
         return html.Div("No snippets (the neuron never activated above its initial value).", className="text-muted small")
     kwargs = {"id": list_id} if list_id else {}
-    return html.Div([snippet_row(s, scale) for s in snippets], className="gb-snippets", **kwargs)
+    note = ("Each row is coloured from 0 to its own maximum (its badge); the unit's maximum is "
+            f"{unit_max:.3g}." if per_row else f"Colours span 0 – {unit_max:.3g} (the unit's maximum).")
+    rows = [snippet_row(s, None if per_row else unit_max) for s in snippets]
+    return html.Div([html.Div(note, className="small text-muted mb-1 gb-snip-scale"), *rows], className="gb-snippets",
+                    **kwargs)
 
 
 def stats_line(record: dict[str, Any]) -> html.Div:
@@ -66,7 +84,7 @@ def stats_line(record: dict[str, Any]) -> html.Div:
 
 
 def top_tokens_badges(top: Sequence[dict[str, Any]]) -> html.Div:
-    return html.Div([dbc.Badge(f"{_visible(t['token'])} ×{t['count']}", color="light", text_color="dark",
+    return html.Div([dbc.Badge(f"{show_token(t['token'])} ×{t['count']}", color="light", text_color="dark",
                                className="me-1 mb-1 border", title=f"best activation {t['max_act']:.3f}")
                      for t in top], className="gb-top-tokens")
 
@@ -84,9 +102,9 @@ def logit_figure(effects: dict[str, list[dict[str, Any]]] | None) -> go.Figure:
         return empty_figure("No unembedding (encoder model): no logit effects.")
     pos, neg = effects["positive"], effects["negative"]
     fig = go.Figure()
-    fig.add_bar(y=[_visible(t["token"]) for t in reversed(pos)], x=[t["logit"] for t in reversed(pos)], orientation="h",
+    fig.add_bar(y=[show_token(t["token"]) for t in reversed(pos)], x=[t["logit"] for t in reversed(pos)], orientation="h",
                 marker_color=CATEGORY_COLOURS[1], name="promotes", hovertemplate="%{y}: %{x:.3f}<extra></extra>")
-    fig.add_bar(y=[_visible(t["token"]) + " " for t in reversed(neg)], x=[t["logit"] for t in reversed(neg)],
+    fig.add_bar(y=[show_token(t["token"]) + " " for t in reversed(neg)], x=[t["logit"] for t in reversed(neg)],
                 orientation="h", marker_color=CATEGORY_COLOURS[0], name="suppresses",
                 hovertemplate="%{y}: %{x:.3f}<extra></extra>")
     fig.update_layout(height=460, barmode="overlay", xaxis_title="direct logit effect of W_out row",
@@ -108,7 +126,7 @@ def graph_figure(data: dict[str, Any] | None) -> go.Figure:
     ns = list(nodes.values())
     fig.add_scatter(
         x=[n["x"] for n in ns], y=[n["y"] for n in ns], mode="markers+text",
-        text=[_visible(n["token"]) for n in ns], textposition="top center",
+        text=[show_token(n["token"]) for n in ns], textposition="top center",
         marker=dict(size=[12 + 5 * n["count"] for n in ns], color=[n["importance"] for n in ns], colorscale="Reds",
                     cmin=0, cmax=1, line=dict(color="#495057", width=1), showscale=True,
                     colorbar=dict(title="importance", thickness=10)),
@@ -164,7 +182,8 @@ def compare_figure(a: Sequence[float], b: Sequence[float], label_a: str, label_b
 
 def index_summary(indexes: Sequence[dict[str, Any]]) -> html.Div:
     if not indexes:
-        return html.Div("No neuron index for this model yet: build one below (or `make index`).", className="text-muted small")
+        return html.Div("No neuron index for this model yet: the default build starts by itself (progress below); "
+                        "or build another one here (or `make index`).", className="text-muted small")
     rows = [html.Tr([html.Td(m["index_id"]), html.Td(m["status"]), html.Td(m["corpus"]), html.Td(f"{m['tokens']:,}"),
                      html.Td(m["n_layers"]), html.Td(m["top_k"]), html.Td(m.get("sae") or "")]) for m in indexes]
     head = html.Thead(html.Tr([html.Th(h) for h in ("index", "status", "corpus", "tokens", "layers", "top-k", "SAE")]))

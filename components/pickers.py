@@ -42,8 +42,9 @@ def sample_picker(page: str, samples: Sequence[tuple[str, str, str]], value: str
             dcc.Dropdown(id=f"{page}-sample", options=sample_options(samples), value=value, clearable=False,
                          multi=multi, optionHeight=30, maxHeight=420),
             dbc.Collapse(
-                dbc.Textarea(id=f"{page}-text", value=user_text, placeholder="Paste or type any text…",
-                             rows=4, className="mt-2 font-monospace small", debounce=True),
+                html.Div([dbc.Textarea(id=f"{page}-text", value=user_text, placeholder="Paste or type any text…",
+                                       rows=4, className="mt-2 font-monospace small", debounce=True),
+                          dbc.FormFeedback(id=f"{page}-text-feedback", className="gb-feedback")]),
                 id=f"{page}-text-collapse",
                 is_open=value == USER_SAMPLE or (multi and USER_SAMPLE in (value or [])),
             ),

@@ -9,6 +9,8 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from components.forms import field
+from components.jobs import job_panel
 from components.pickers import model_picker
 
 P = "regions"
@@ -27,18 +29,17 @@ def dataset_card(source: str, n_per_label: int, max_rows: int, max_upload_mb: fl
             {"label": "Saved HF Dataset folder", "value": "saved"},
             {"label": "HF dataset name (online)", "value": "hub"},
         ]),
-        html.Div([_label("Texts per label", f"{P}-n"),
-                  dbc.Input(id=f"{P}-n", type="number", min=2, max=max_rows, step=1, value=n_per_label, size="sm")],
+        html.Div(field(f"{P}-n", "Texts per label", n_per_label, hint=f"2-{max_rows // 3:,}", width="100%"),
                  id=f"{P}-builtin-box", className="mt-2"),
         html.Div([dcc.Upload(id=f"{P}-upload", max_size=int(max_upload_mb * 1e6), multiple=False,
                              children=html.Div(["Drop or ", html.A("choose"), " a .csv/.jsonl with text,label"]),
                              className="gb-upload small"),
                   html.Div(f"≤ {max_upload_mb:.0f} MB, ≤ {max_rows:,} rows", className="small text-muted")],
                  id=f"{P}-upload-box", className="mt-2"),
-        html.Div([_label("Folder", f"{P}-saved"), dbc.Input(id=f"{P}-saved", placeholder="/path/to/dataset", size="sm")],
+        html.Div(field(f"{P}-saved", "Folder", "", placeholder="/path/to/dataset", numeric=False, width="100%"),
                  id=f"{P}-saved-box", className="mt-2"),
-        html.Div([_label("Name", f"{P}-hub"), dbc.Input(id=f"{P}-hub", placeholder="ag_news", size="sm"),
-                  _label("Split", f"{P}-split"), dbc.Input(id=f"{P}-split", value="test", size="sm")],
+        html.Div([field(f"{P}-hub", "Name", "", placeholder="ag_news", numeric=False, width="100%"),
+                  field(f"{P}-split", "Split", "test", numeric=False, width="100%")],
                  id=f"{P}-hub-box", className="mt-2"),
         dbc.Button("Load dataset", id=f"{P}-load", size="sm", color="secondary", className="mt-2"),
         html.Div(id=f"{P}-dataset-info", className="small mt-2"),
@@ -53,18 +54,13 @@ def extraction_card(models: Sequence[str], model: str, labels: Mapping[str, str]
         _label("Pooling", f"{P}-pooling"),
         dbc.RadioItems(id=f"{P}-pooling", value=pooling, className="small",
                        options=[{"label": text, "value": key} for key, text in pooling_labels.items()]),
-        html.Div([dbc.Button("Run extraction", id=f"{P}-run", size="sm", color="primary", className="me-2"),
-                  dbc.Button("Cancel", id=f"{P}-cancel", size="sm", color="outline-danger", disabled=True)],
-                 className="mt-2"),
-        dbc.Progress(id=f"{P}-progress", value=0, className="mt-2", style={"height": "14px"}),
-        html.Div(id=f"{P}-progress-text", className="small text-muted mt-1"),
+        html.Div(job_panel(f"{P}-extract", "Run extraction"), className="mt-2"),
     ]), className="mb-3")
 
 
 def reduction_card(method: str, n_components: int, grid: int, random_state: int, threshold: float) -> dbc.Card:
-    def num(id_: str, label: str, value: Any, **kw: Any) -> dbc.Col:
-        return dbc.Col([_label(label, f"{P}-{id_}"), dbc.Input(id=f"{P}-{id_}", type="number", value=value, size="sm",
-                                                               debounce=True, **kw)], width=6)
+    def num(id_: str, label: str, value: Any, hint: str) -> dbc.Col:
+        return dbc.Col(field(f"{P}-{id_}", label, value, hint=hint, width="100%"), width=6)
 
     return dbc.Card(dbc.CardBody([
         html.H6("3 · Reduction", className="mb-2"),
@@ -72,12 +68,19 @@ def reduction_card(method: str, n_components: int, grid: int, random_state: int,
         dcc.Dropdown(id=f"{P}-method", value=method, clearable=False, options=[
             {"label": "PCA (LLM-MRI default)", "value": "pca"}, {"label": "SVD", "value": "svd"},
             {"label": "UMAP (slow first time)", "value": "umap"}]),
-        dbc.Row([num("k", "Components", n_components, min=2, max=64, step=1),
-                 num("grid", "Grid size", grid, min=2, max=50, step=1),
-                 num("seed", "Random state", random_state, step=1),
-                 num("threshold", "Spearman threshold (>2 dims)", threshold, min=-1, max=0.99, step=0.05)],
+        dbc.Row([num("k", "Components", n_components, "2-64"),
+                 num("grid", "Grid size", grid, "2-50"),
+                 num("seed", "Random state", random_state, "0 or more; empty = random"),
+                 num("threshold", "Spearman threshold (>2 dims)", threshold, "-1 to 0.99")],
                 className="g-2 mt-1"),
     ]), className="mb-3")
+
+
+def layer_marks(labels: Sequence[str]) -> dict[int, str]:
+    """Slider marks that stay readable on deep models: every layer up to 16 states, else every 5th."""
+    n = len(labels)
+    step = 1 if n <= 16 else 5
+    return {i: labels[i] for i in range(n) if i % step == 0 or i == n - 1}
 
 
 def view_controls(n_layers: int, layer: int) -> html.Div:
@@ -85,7 +88,8 @@ def view_controls(n_layers: int, layer: int) -> html.Div:
         dbc.Row([
             dbc.Col([_label("Layer", f"{P}-layer"),
                      dcc.Slider(id=f"{P}-layer", min=0, max=max(1, n_layers - 1), step=1, value=layer,
-                                marks={i: str(i) for i in range(max(2, n_layers))}, updatemode="drag")], md=5),
+                                marks={i: str(i) for i in range(max(2, n_layers))}, updatemode="drag"),
+                     html.Div(id=f"{P}-layer-note", className="small text-muted")], md=5),
             dbc.Col([_label("Heatmap categories", f"{P}-cats"),
                      dcc.Dropdown(id=f"{P}-cats", multi=True, options=[], value=[])], md=4),
             dbc.Col(dbc.Switch(id=f"{P}-scatter", label="show reduced points", value=False, className="mt-4"), md=3),
@@ -93,10 +97,12 @@ def view_controls(n_layers: int, layer: int) -> html.Div:
     ])
 
 
-def graph_controls() -> dbc.Row:
+def graph_controls(min_weight: Any = "") -> dbc.Row:
     return dbc.Row([
         dbc.Col([_label("Graph categories (one or two)", f"{P}-graph-cats"),
-                 dcc.Dropdown(id=f"{P}-graph-cats", multi=True, options=[], value=[])], md=6),
+                 dcc.Dropdown(id=f"{P}-graph-cats", multi=True, options=[], value=[])], md=4),
+        dbc.Col(field(f"{P}-min-weight", "Min. edge weight (drawing)", min_weight,
+                      hint="texts per edge; empty = automatic", width="100%"), md=2),
         dbc.Col(html.Div([
             dbc.Button("GraphML", id=f"{P}-dl-graphml", size="sm", color="outline-secondary", className="me-1"),
             dbc.Button("JSON", id=f"{P}-dl-json", size="sm", color="outline-secondary", className="me-1"),
@@ -104,6 +110,15 @@ def graph_controls() -> dbc.Row:
             dcc.Download(id=f"{P}-download"),
         ], className="mt-3"), md=6, className="text-end"),
     ], className="g-3 mb-2")
+
+
+METRIC_NOTES = {
+    "center_of_mass": "mean over regions of (layer − layers/2): < 0 = the graph's regions sit in early layers",
+    "center_of_strength": "Σ over layers of (std of region strength in the layer) × (layer − layers/2), LLM-MRI's "
+                          "definition: < 0 = the uneven (concentrated) traffic is in early layers",
+    "assortativity": "weighted degree assortativity: > 0 = busy regions link to busy regions",
+    "density": "edges / possible directed edges",
+}
 
 
 def dataset_info(summary: Mapping[str, Any]) -> html.Div:
@@ -116,9 +131,12 @@ def dataset_info(summary: Mapping[str, Any]) -> html.Div:
 
 
 def metrics_table(metrics: Mapping[str, float]) -> dbc.Table:
-    rows = [html.Tr([html.Td(k.replace("_", " ")), html.Td(f"{v:.4g}" if isinstance(v, float) else str(v),
-                                                             className="text-end font-monospace")])
+    rows = [html.Tr([html.Td(k.replace("_", " "), title=METRIC_NOTES.get(k, ""),
+                             className="gb-has-note" if k in METRIC_NOTES else ""),
+                     html.Td(f"{v:.4g}" if isinstance(v, float) else str(v), className="text-end font-monospace")])
             for k, v in metrics.items()]
+    rows += [html.Tr(html.Td(f"{k.replace('_', ' ')}: {note}", colSpan=2, className="text-muted"))
+             for k, note in METRIC_NOTES.items() if k.startswith("center")]
     return dbc.Table(html.Tbody(rows), size="sm", bordered=False, striped=True, className="small mb-0",
                      id=f"{P}-metrics-table")
 

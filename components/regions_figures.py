@@ -20,10 +20,14 @@ def category_colour(index: int) -> str:
     return CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]
 
 
-def heatmap_figure(grids: Sequence[np.ndarray], categories: Sequence[str], layer: int, n_layers: int) -> go.Figure:
-    """One annotated count grid per category for ``layer`` (cells [y, x]; y grows upwards)."""
+def heatmap_figure(grids: Sequence[np.ndarray], categories: Sequence[str], layer: int, n_layers: int,
+                   labels: Sequence[str] | None = None) -> go.Figure:
+    """One annotated count grid per category for ``layer`` (cells [y, x]; y grows upwards). Both axes span
+    exactly the grid's cells, square."""
     if not grids:
         return empty_figure("Pick at least one category.")
+    size = grids[0].shape[0]
+    name = labels[layer] if labels is not None and layer < len(labels) else str(layer)
     zmax = max(1, int(max(g.max() for g in grids)))
     fig = make_subplots(rows=1, cols=len(grids), subplot_titles=[f"{c}" for c in categories],
                         horizontal_spacing=0.06)
@@ -34,10 +38,13 @@ def heatmap_figure(grids: Sequence[np.ndarray], categories: Sequence[str], layer
                                  colorbar=dict(title="texts", thickness=12),
                                  hovertemplate=f"{cat}<br>cell x=%{{x}}, y=%{{y}}<br>%{{z}} texts<extra></extra>",
                                  xgap=1, ygap=1), row=1, col=i + 1)
-        fig.update_xaxes(title_text="component 1 bin", dtick=1, row=1, col=i + 1, showgrid=False)
-        fig.update_yaxes(title_text="component 2 bin" if i == 0 else None, dtick=1, row=1, col=i + 1,
-                         scaleanchor=f"x{i + 1 if i else ''}", showgrid=False)
-    themed(fig, f"Regions of layer {layer} (hidden state {layer} of {n_layers - 1}; 0 = embeddings)")
+        fig.update_xaxes(title_text="component 1 bin", dtick=1 if size <= 20 else 5, range=[-0.5, size - 0.5],
+                         row=1, col=i + 1, showgrid=False, constrain="domain")
+        fig.update_yaxes(title_text="component 2 bin" if i == 0 else None, dtick=1 if size <= 20 else 5,
+                         range=[-0.5, size - 0.5], row=1, col=i + 1, scaleanchor=f"x{i + 1 if i else ''}",
+                         showgrid=False, constrain="domain")
+    themed(fig, f"Regions of {name} (state {layer} of {n_layers - 1}: embed = block 0's input, "
+                f"L{{i}} = block i's input, L{n_layers - 1} = the last block's output)")
     fig.update_layout(height=380, margin=dict(l=60, r=20, t=70, b=50))
     return fig
 
@@ -106,7 +113,8 @@ def graph_figure(payload: dict[str, Any], class_index: dict[str, int], height: i
     edges of each category in its colour (width ~ weight; hover a midpoint for both weights)."""
     nodes, edges = payload["nodes"], payload["edges"]
     if not nodes:
-        return empty_figure("The graph has no nodes: lower the threshold or pick another category.")
+        return empty_figure("The graph has no nodes: lower the threshold or the minimum edge weight, or pick "
+                            "another category.")
     pos = {n["id"]: (n["x"], n["y"]) for n in nodes}
     cats = payload["categories"]
     max_w = max([max(e["weights"].values()) for e in edges] or [1.0])
@@ -123,13 +131,21 @@ def graph_figure(payload: dict[str, Any], class_index: dict[str, int], height: i
         text=[f"region {n['id']}<br>layer {n['layer']}<br>degree {n['degree']}<br>strength {n['strength']:g}"
               for n in nodes], hovertemplate="%{text}<extra></extra>"))
     n_layers = int(payload.get("layers") or (1 - min(n["y"] for n in nodes)))
-    kind = "grid regions (x = cell)" if payload.get("kind") == "grid" else "components"
-    themed(fig, f"NRAG across layers: {' vs '.join(cats)} — {len(nodes)} {kind.split(' ')[0]} nodes, {len(edges)} edges")
+    grid = payload.get("kind") == "grid"
+    kind = "grid regions (x = cell)" if grid else "components"
+    shown = f"{len(nodes)} of {payload.get('n_nodes_total', len(nodes))} nodes, {len(edges)} of " \
+            f"{payload.get('n_edges_total', len(edges))} edges"
+    if payload.get("min_weight"):
+        shown += f" (weight ≥ {payload['min_weight']:g})"
+    themed(fig, f"NRAG across layers: {' vs '.join(cats)} — {shown}")
+    labels = payload.get("labels") or [str(k) for k in range(n_layers)]
+    step = 1 if n_layers <= 16 else 2
     fig.update_layout(height=height, hovermode="closest", dragmode="pan", legend=dict(orientation="h", y=1.02, x=1,
                       xanchor="right", yanchor="bottom"),
-                      xaxis=dict(title=kind, showgrid=False, zeroline=False, showticklabels=payload.get("kind") != "grid"),
-                      yaxis=dict(title="layer", tickvals=[-k for k in range(n_layers)],
-                                 ticktext=[str(k) for k in range(n_layers)], zeroline=False))
+                      xaxis=dict(title=kind, showgrid=False, zeroline=False, showticklabels=not grid,
+                                 dtick=None if grid else 1, tick0=0),
+                      yaxis=dict(title="layer", tickvals=[-k for k in range(0, n_layers, step)],
+                                 ticktext=[labels[k] for k in range(0, n_layers, step)], zeroline=False))
     return fig
 
 

@@ -27,57 +27,64 @@ def _opts(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"label": label, "value": value} for value, label in pairs]
 
 
-def _field(label: str, control: Any, field_id: str | None = None, width: str = "auto") -> html.Div:
+def _field(label: str, control: Any, field_id: str | None = None, width: str = "auto",
+           feedback: str | None = None) -> html.Div:
     kwargs = {"id": field_id} if field_id else {}
-    return html.Div([dbc.Label(label, className="small text-muted mb-0"), control],
-                    className="gb-field me-3 mb-2", style={"width": width}, **kwargs)
+    children = [dbc.Label(label, className="small text-muted mb-0"), control]
+    if feedback:
+        children.append(dbc.FormFeedback(id=f"{feedback}-feedback", className="gb-feedback"))
+    return html.Div(children, className="gb-field me-3 mb-2", style={"width": width}, **kwargs)
 
 
-def number(field_id: str, value: int, low: int, high: int | None, width: str = "5.5rem") -> dcc.Input:
-    """Number box: type a value or step it with the arrow keys."""
-    return dcc.Input(id=field_id, type="number", value=value, min=low, max=high, step=1, debounce=False,
-                     className="form-control form-control-sm", style={"width": width})
+def number(field_id: str, value: int, width: str = "5.5rem") -> dbc.Input:
+    """Number box: type a value or step it with the arrow keys. No min/max/step in the browser: an
+    out-of-range entry reaches the server, which names the bound beside the field (never a silent clamp)."""
+    return dbc.Input(id=field_id, type="number", value=value, debounce=False, size="sm", style={"width": width})
 
 
-def controls(state: dict[str, Any], n_layers: int, n_heads: int) -> html.Div:
-    """All view controls, initialised from the URL state."""
+def controls(state: dict[str, Any]) -> html.Div:
+    """All view controls, initialised from the URL state; each tool shows only the ones it reads
+    (``tokens.controls`` in assets/tokens.js toggles them)."""
     mean = state["head"] is None
     row1 = html.Div(
         [
             _field("Tool", dbc.RadioItems(id="tokens-tool", options=_opts(TOOL_OPTIONS), value=state["tool"],
                                           inline=True, className="small", inputClassName="me-1")),
             _field("Site", dcc.Dropdown(id="tokens-site", options=_opts(SITE_OPTIONS), value=state["kind"],
-                                        clearable=False, className="small"), width="15rem"),
-            _field("Layer", number("tokens-layer", state["layer"], 0, n_layers - 1)),
+                                        clearable=False, className="small"), "tokens-ctl-site", width="15rem"),
+            _field("Layer", number("tokens-layer", state["layer"]), "tokens-ctl-layer", feedback="tokens-layer"),
             _field("Head", html.Div([
-                number("tokens-head", 0 if mean else state["head"], 0, n_heads - 1),
+                number("tokens-head", 0 if mean else state["head"]),
                 dbc.Checkbox(id="tokens-mean", label="mean", value=mean, className="ms-2 small"),
-            ], className="d-flex align-items-center")),
+            ], className="d-flex align-items-center"), "tokens-ctl-head", feedback="tokens-head"),
+            _field("Attention", dbc.RadioItems(id="tokens-direction", value=state["direction"], inline=True,
+                                               className="small", options=[
+                                                   {"label": "from token", "value": "from"},
+                                                   {"label": "opposite (to token)", "value": "to"}]),
+                   "tokens-ctl-direction"),
+            _field("RoPE", dcc.Dropdown(id="tokens-rope", options=_opts(ROPE_OPTIONS), value=state["rope"],
+                                        clearable=False, className="small"), "tokens-ctl-rope", width="14rem"),
+            _field("Multiply", number("tokens-multiply", state["multiply"]), "tokens-ctl-multiply",
+                   feedback="tokens-multiply"),
+            _field("Similarity", dcc.Dropdown(id="tokens-sim", options=_opts(SIM_OPTIONS), value=state["sim"],
+                                              clearable=False, className="small"), "tokens-ctl-sim", width="12rem"),
+            _field("Dimension", number("tokens-dim", state["dim"]), "tokens-ctl-dim", feedback="tokens-dim"),
+            _field("Normalization", dcc.Dropdown(id="tokens-norm", options=_opts(NORM_OPTIONS), value=state["norm"],
+                                                 clearable=False, className="small"), "tokens-ctl-norm", width="14rem"),
+            _field("Highlight dims (scatter)", dbc.Input(id="tokens-highlight", type="text", value=state["highlight"],
+                                                         placeholder="e.g. 12, 305", debounce=True, size="sm",
+                                                         style={"width": "9rem"}),
+                   "tokens-ctl-highlight", feedback="tokens-highlight"),
         ],
         className="d-flex flex-wrap align-items-end",
     )
     row2 = html.Div(
         [
-            _field("Attention", dbc.RadioItems(id="tokens-direction", value=state["direction"], inline=True,
-                                               className="small", options=[
-                                                   {"label": "from token", "value": "from"},
-                                                   {"label": "opposite (to token)", "value": "to"}])),
-            _field("RoPE", dcc.Dropdown(id="tokens-rope", options=_opts(ROPE_OPTIONS), value=state["rope"],
-                                        clearable=False, className="small"), width="14rem"),
-            _field("Multiply", number("tokens-multiply", state["multiply"], 1, 1000, "5.5rem")),
-            _field("Similarity", dcc.Dropdown(id="tokens-sim", options=_opts(SIM_OPTIONS), value=state["sim"],
-                                              clearable=False, className="small"), width="12rem"),
-            _field("Dimension", number("tokens-dim", state["dim"], 0, None)),
-            _field("Highlight dims (scatter)", dcc.Input(id="tokens-highlight", type="text", value=state["highlight"],
-                                                         placeholder="e.g. 12, 305", debounce=True,
-                                                         className="form-control form-control-sm",
-                                                         style={"width": "9rem"})),
-            _field("Normalization", dcc.Dropdown(id="tokens-norm", options=_opts(NORM_OPTIONS), value=state["norm"],
-                                                 clearable=False, className="small"), width="14rem"),
             _field("Opacity", dcc.Slider(id="tokens-opacity", min=0.1, max=1, step=0.05, value=state["opacity"],
                                          marks=None, tooltip={"placement": "bottom"}), width="9rem"),
             _field("Newlines", dbc.Checkbox(id="tokens-newlines", label="show ↵ tokens", value=state["newlines"],
                                             className="small")),
+            html.Div(id="tokens-controls-sink", style={"display": "none"}),
         ],
         className="d-flex flex-wrap align-items-end",
     )

@@ -15,7 +15,7 @@ import plotly.io as pio
 from dash import html
 
 from components.figures import MEDIAN_COLOUR, SELECTED_COLOUR, empty_figure
-from components.tokens_strip import token_label
+from components.text import show_token, token_label
 
 OUTLIER_COLOUR = "#d62728"
 _TEMPLATE = pio.templates["glassbox"].to_plotly_json()
@@ -38,7 +38,8 @@ def prediction_panel(panel: dict[str, Any] | None, message: str | None = None) -
     for p in panel["top"]:
         mark = "✓ " if p["is_true"] else ""
         rows.append(html.Tr([
-            html.Td(html.Code(mark + token_label(p["token"])), className="gb-pred-tok" + (" gb-true" if p["is_true"] else "")),
+            html.Td(html.Code(mark + show_token(p["token"])), className="gb-pred-tok" + (" gb-true" if p["is_true"] else ""),
+                    title=repr(p["token"])),
             html.Td(dbc.Progress(value=100 * p["prob"], color="success" if p["is_true"] else "primary",
                                  className="gb-pred-bar"), style={"width": "60%"}),
             html.Td(f"{p['prob']:.3f}", className="small text-end font-monospace"),
@@ -48,7 +49,7 @@ def prediction_panel(panel: dict[str, Any] | None, message: str | None = None) -
     else:
         in_top = any(p["is_true"] for p in panel["top"])
         foot = html.Div(
-            [html.Span("True next token "), html.Code(token_label(panel["true_token"])),
+            [html.Span("True next token "), html.Code(show_token(panel["true_token"])),
              html.Span(f": p = {panel['true_prob']:.4f}, rank {panel['true_rank']}"
                        f"{'' if in_top else ' (not in the top 5)'}, loss {panel['loss']:.3f} nats")],
             className="small",
@@ -157,6 +158,59 @@ def density_figure(dens: dict[str, Any], dim: int | None, title: str) -> dict[st
     layout = _layout(title, 340, shapes=shapes, xaxis={"title": {"text": "dimension"}},
                      yaxis={"title": {"text": "value"}, "range": [float(edges[0] - pad), float(edges[-1] + pad)]})
     return {"data": data, "layout": layout}
+
+
+def attention_heatmap(grid: Any, tokens: Sequence[str], pos: int) -> html.Div:
+    """The chosen head's (or the mean's) query x key window, and every head of the layer as small multiples
+    (circuitsvis's pattern views); rows are queries, columns keys, the selected token outlined."""
+    from dash import dcc
+
+    g = grid if isinstance(grid, dict) else vars(grid)
+    fs = g["focus_start"]
+    n = len(g["focus"])
+    labels = [f"{show_token(tokens[fs + i], 12)} ·{fs + i}" for i in range(n)]
+    weights = g["mode"] == "full"
+    colours = "Blues" if weights else "RdBu_r"
+    what = "weights" if weights else "scores"
+    head = "mean of heads" if g["head"] is None else f"head {g['head']}"
+    focus = {
+        "data": [{"type": "heatmap", "z": g["focus"], "x": labels, "y": labels, "colorscale": colours,
+                  "zmin": 0 if weights else None, "zmid": None if weights else 0,
+                  "hovertemplate": "query %{y}<br>key %{x}<br>" + what + " %{z:.4f}<extra></extra>",
+                  "colorbar": {"title": {"text": what}, "thickness": 12}}],
+        "layout": _layout(f"Attention {what} · L{g['layer']} {head} · positions {fs}–{fs + n - 1}", 520,
+                          xaxis={"title": {"text": "key (attended to)"}, "tickangle": -60, "tickfont": {"size": 9},
+                                 "type": "category"},
+                          yaxis={"title": {"text": "query"}, "autorange": "reversed", "tickfont": {"size": 9},
+                                 "type": "category"},
+                          shapes=[_cell_box(pos - fs, n)] if 0 <= pos - fs < n else []),
+    }
+    gs, heads = g["grid_start"], g["heads"]
+    cols = min(len(heads), 5)
+    rows = -(-len(heads) // cols)
+    data, layout = [], _layout(f"Every head of L{g['layer']} · positions {gs}–{gs + len(g['grid'][0]) - 1}",
+                               170 * rows + 60, showlegend=False)
+    for k, h in enumerate(heads):
+        ax = "" if k == 0 else str(k + 1)
+        r, c = divmod(k, cols)
+        dom_x = [c / cols + 0.01, (c + 1) / cols - 0.01]
+        dom_y = [1 - (r + 1) / rows + 0.03, 1 - r / rows - 0.03]
+        data.append({"type": "heatmap", "z": g["grid"][k], "xaxis": f"x{ax}", "yaxis": f"y{ax}", "showscale": False,
+                     "colorscale": colours, "zmin": 0 if weights else None, "zmid": None if weights else 0,
+                     "hovertemplate": f"head {h}<br>query %{{y}}<br>key %{{x}}<br>%{{z:.3f}}<extra></extra>"})
+        layout[f"xaxis{ax}"] = {"domain": dom_x, "showticklabels": False, "anchor": f"y{ax}"}
+        layout[f"yaxis{ax}"] = {"domain": dom_y, "showticklabels": False, "autorange": "reversed", "anchor": f"x{ax}"}
+        layout.setdefault("annotations", []).append(
+            {"text": f"head {h}", "xref": "paper", "yref": "paper", "x": dom_x[0], "y": dom_y[1], "showarrow": False,
+             "xanchor": "left", "yanchor": "bottom", "font": {"size": 11}})
+    return html.Div([
+        dcc.Graph(figure=focus, id="tokens-attention-focus", config={"displaylogo": False}),
+        dcc.Graph(figure={"data": data, "layout": layout}, id="tokens-attention-heads", config={"displaylogo": False}),
+    ])
+
+
+def _cell_box(i: int, n: int) -> dict[str, Any]:
+    return {"type": "rect", "x0": -0.5, "x1": n - 0.5, "y0": i - 0.5, "y1": i + 0.5, "line": {"color": "#ff7f0e", "width": 1}}
 
 
 SHORTCUTS = [

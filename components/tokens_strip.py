@@ -11,27 +11,31 @@ from typing import Any
 
 from dash import html
 
-NEWLINE = "↵"
-TAB = "⇥"
+from components.text import token_label, word_piece
 
 
-def token_label(token: str) -> str:
-    """Visible text of a token: newlines and tabs become arrows, the rest stays as is."""
-    return token.replace("\n", NEWLINE).replace("\t", TAB).replace("\r", "") or "∅"
+def token_chip(sample: int, index: int, token: str, word_pieces: bool = False) -> list[Any]:
+    """A token chip (+ a line break after newline tokens, kept even when they are hidden).
 
-
-def token_chip(sample: int, index: int, token: str) -> list[Any]:
-    """A token chip (+ a line break after newline tokens, kept even when they are hidden)."""
+    With ``word_pieces`` (an encoder's WordPiece vocabulary) a ``##`` piece is drawn as the continuation
+    of the word before it (no gap, a dotted joint) and a word start gets its space back, so
+    "exceptions are a means of" reads as words and wraps at their spaces.
+    """
     classes = "gb-tok gb-tok-nl" if "\n" in token else "gb-tok"
-    chip = html.Span(token_label(token), className=classes, **{"data-s": sample, "data-i": index})
+    text = token_label(token)
+    if word_pieces:
+        text, continuation = word_piece(text)
+        classes += " gb-tok-cont" if continuation else " gb-tok-word"
+    chip = html.Span(text, className=classes, **{"data-s": sample, "data-i": index})
     return [chip] + [html.Br() for _ in range(min(token.count("\n"), 2))]
 
 
-def strip(sample: int, title: str, tokens: Sequence[str], show_newlines: bool = True) -> html.Div:
+def strip(sample: int, title: str, tokens: Sequence[str], show_newlines: bool = True,
+          word_pieces: bool = False) -> html.Div:
     """One sample's strip with its title line."""
     chips: list[Any] = []
     for i, tok in enumerate(tokens):
-        chips.extend(token_chip(sample, i, tok))
+        chips.extend(token_chip(sample, i, tok, word_pieces))
     return html.Div(
         [
             html.Div([html.Span(f"#{sample + 1} ", className="fw-semibold"), title,
@@ -44,9 +48,9 @@ def strip(sample: int, title: str, tokens: Sequence[str], show_newlines: bool = 
     )
 
 
-def strips(samples: Sequence[dict[str, Any]], show_newlines: bool = True) -> list[html.Div]:
+def strips(samples: Sequence[dict[str, Any]], show_newlines: bool = True, word_pieces: bool = False) -> list[html.Div]:
     """Stacked strips, one per open sample (``{"title", "tokens"}`` dicts)."""
-    return [strip(k, s["title"], s["tokens"], show_newlines) for k, s in enumerate(samples)]
+    return [strip(k, s["title"], s["tokens"], show_newlines, word_pieces) for k, s in enumerate(samples)]
 
 
 def _fmt(v: float) -> str:

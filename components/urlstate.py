@@ -26,16 +26,3 @@ def query_string(state: dict[str, Any]) -> str:
     """The query string for a state dict (None and empty values dropped)."""
     clean = {k: v for k, v in state.items() if v is not None and v != ""}
     return "?" + urlencode(clean) if clean else ""
-
-
-def int_arg(value: Any, default: int, low: int | None = None, high: int | None = None) -> int:
-    """Parse an integer query argument, clamped to [low, high]; bad values give the default."""
-    try:
-        result = int(value)
-    except (TypeError, ValueError):
-        return default
-    if low is not None:
-        result = max(low, result)
-    if high is not None:
-        result = min(high, result)
-    return result

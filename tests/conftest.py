@@ -1,25 +1,85 @@
-"""Shared fixtures: offline hub, one runtime with the embedded models for the whole session."""
+"""Shared fixtures: offline hub, a temporary cache dir, one runtime with the embedded models for the session.
+
+Tests never read or write the user's cache (``~/.cache/glassbox``): the session runs on a fresh temporary
+cache dir (``GLASSBOX_CACHE_DIR`` too, so CLI subprocesses use it). The one thing borrowed is the user's
+converted copy of the embedded SmolLM2, when present, linked read-only (its conversion takes ~30 s); the
+last test checks that the user's cache dir is unchanged, file by file.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "glassbox"
+TEST_CACHE = Path(os.environ.get("GLASSBOX_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="glassbox-test-cache-"))
+os.environ["GLASSBOX_CACHE_DIR"] = str(TEST_CACHE)
+CONVERTED = Path("embedded") / "smollm2-135m-instruct-fp16"
+
+
+def _borrow_converted_model() -> None:
+    """Link the user's converted SmolLM2 (read-only use) into the test cache, when it is there."""
+    source, target = USER_CACHE / CONVERTED, TEST_CACHE / CONVERTED
+    if (source / "model.safetensors").is_file() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source, target_is_directory=True)
+
+
+def cache_fingerprint(root: Path) -> dict[str, tuple]:
+    """Every file under ``root``: (size, mtime, sha256). Files over 64 MB hash their first and last MB (a
+    2 GB activation cache would take minutes to read in full; size and mtime cover the rest)."""
+    out: dict[str, tuple] = {}
+    if not root.exists():
+        return out
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        stat = path.stat()
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            if stat.st_size <= 64 << 20:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(1 << 20))
+                handle.seek(-(1 << 20), os.SEEK_END)
+                digest.update(handle.read())
+        out[str(path.relative_to(root))] = (stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+    return out
+
+
+_borrow_converted_model()
+USER_CACHE_BEFORE = cache_fingerprint(USER_CACHE)
+
 import pytest  # noqa: E402
 
 from analysis.runtime import Runtime, set_runtime  # noqa: E402
 from analysis.settings import EMBEDDED_ENCODER, EMBEDDED_LM, Settings  # noqa: E402
 
-TEST_CACHE = os.environ.get("GLASSBOX_TEST_CACHE_DIR", os.path.expanduser("~/.cache/glassbox"))
+
+def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
+    """Tests marked ``last`` run after every other test (the user-cache check)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+    config.addinivalue_line("markers", "last: run after every other test")
+    config.addinivalue_line("markers", "ray: starts a local Ray cluster (loopback)")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    if not os.environ.get("GLASSBOX_TEST_CACHE_DIR"):
+        shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(cache_dir=TEST_CACHE, max_tokens=1024)
+    return Settings(cache_dir=str(TEST_CACHE), max_tokens=1024)
 
 
 @pytest.fixture(scope="session")

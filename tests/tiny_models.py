@@ -65,4 +65,5 @@ def tiny_model(name: str, seed: int = 0) -> LoadedModel:
     for module in model.modules():
         if hasattr(module, "config"):
             module.config._attn_implementation = "eager"
-    return wrap_model(f"tiny-{name}", model, tokenizer=None)
+    # the id names the weights too: runtime memos are keyed by model id
+    return wrap_model(f"tiny-{name}" if seed == 0 else f"tiny-{name}-seed{seed}", model, tokenizer=None)

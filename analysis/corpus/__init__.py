@@ -2,7 +2,7 @@
 learn from). ``text`` holds the plain-text helpers, ``sources`` the offline sources and their parsers,
 ``library`` the :class:`SampleLibrary`, ``training`` the larger training documents."""
 
-from analysis.corpus.library import CorpusError, SampleLibrary, SampleNotFound
+from analysis.corpus.library import USER_SAMPLE, CorpusError, SampleLibrary, SampleNotFound
 from analysis.corpus.sources import (
     CODE_MODULES,
     DEFAULT_LABELS,
@@ -28,4 +28,5 @@ __all__ = [
     "Sample",
     "SampleLibrary",
     "SampleNotFound",
+    "USER_SAMPLE",
 ]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
 _MIN_MAX_CHARS = 100
+USER_SAMPLE = "user"  # the sample id of "your own text" in every picker (components.pickers uses the same)
 
 
 class SampleNotFound(KeyError):

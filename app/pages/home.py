@@ -21,7 +21,7 @@ def layout(**_query: str) -> html.Div:
                    className="text-muted"),
             page_cards(),
             html.H5("Models and machine", className="mt-3"),
-            error_alert("home-error"),
+            error_alert("home"),
             html.Div(status_table(current_status()), id="home-status"),
             dcc.Interval(id="home-refresh", interval=5000),
         ]

@@ -7,15 +7,18 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 import callbacks.lens  # noqa: F401 - registers the page's callbacks
-from analysis.lens import DIVERGENCES, RESIDUALS, STATISTICS
-from analysis.lens_train import TrainConfig
+from analysis.lens import DIVERGENCES, RESIDUALS, STATISTICS, TrainConfig
+from analysis.params import url_int
 from analysis.runtime import get_runtime
 from callbacks.common import model_labels, sample_rows
-from callbacks.lens import VIEWS
+from callbacks.lens import VIEWS, default_view
 from components.feedback import error_alert, loading
 from components.figures import graph
+from components.forms import field
+from components.jobs import job_panel
+from components.lens_grid import SCALES
 from components.pickers import picker_row
-from components.urlstate import int_arg, url_state
+from components.urlstate import url_state
 
 dash.register_page(__name__, path="/lens", name="Lens", title="Glassbox · Lens")
 
@@ -37,11 +40,12 @@ def layout(**query: str) -> html.Div:
     model = query.get("model") or settings.default_model
     sample = query.get("sample") or runtime.samples.default_sample_id()
     stat = _pick(query, "stat", STATISTICS, "kl_final")
-    view = _pick(query, "view", VIEWS, "logit")
+    view = _pick(query, "view", VIEWS, default_view(model))
+    scale = _pick(query, "scale", SCALES, "auto")
     residual = _pick(query, "residual", RESIDUALS, "resid")
     div = _pick(query, "div", DIVERGENCES, "js")
-    start = int_arg(query.get("start"), 0, 0, settings.max_tokens)
-    width = int_arg(query.get("width"), 64, 1, 256)
+    start = url_int(query.get("start"), 0, 0, settings.max_tokens)
+    width = query.get("width") or 64  # checked (and its bound named) by the page's callback
     models = [m for m in settings.models if "minilm" not in m.lower()] or settings.models
     controls = dbc.Row(
         [
@@ -49,6 +53,7 @@ def layout(**query: str) -> html.Div:
             dbc.Col(_select("View", "lens-view", VIEWS, view, "210px"), md="auto"),
             dbc.Col(_select("Stream", "lens-residual", RESIDUALS, residual, "330px"), md="auto"),
             dbc.Col(_select("Divergence", "lens-div", DIVERGENCES, div, "200px"), md="auto", id="lens-div-col"),
+            dbc.Col(_select("Colour scale", "lens-scale", SCALES, scale, "300px"), md="auto"),
             dbc.Col(html.Div([dbc.Label("Tuned lens", html_for="lens-source", className="small text-muted mb-0"),
                               dbc.Input(id="lens-source", value=query.get("source") or "", debounce=True, size="sm",
                                         placeholder="trained here · folder · hub id", style={"width": "260px"})],
@@ -61,9 +66,7 @@ def layout(**query: str) -> html.Div:
             dbc.Col(html.Div([dbc.Label("Window start (position)", html_for="lens-start", className="small text-muted mb-0"),
                               dcc.Slider(id="lens-start", min=0, max=max(start, 1), step=1, value=start,
                                          marks=None, updatemode="mouseup")]), md=6),
-            dbc.Col(html.Div([dbc.Label("Width", html_for="lens-width", className="small text-muted mb-0"),
-                              dbc.Input(id="lens-width", type="number", min=1, max=256, step=1, value=width,
-                                        debounce=True, size="sm", style={"width": "90px"})]), md="auto"),
+            dbc.Col(field("lens-width", "Width (positions)", width, hint="1-256", width="90px"), md="auto"),
             dbc.Col(html.Div([html.Span("Export grid", className="small text-muted me-2"),
                               dbc.ButtonGroup([dbc.Button(f, id=f"lens-export-{f.lower()}", size="sm", outline=True,
                                                           color="secondary", n_clicks=0,
@@ -77,19 +80,13 @@ def layout(**query: str) -> html.Div:
     train = dbc.Card(
         dbc.CardBody([
             html.Div([html.B("Train a tuned lens", className="me-2"),
-                      html.Span("tuned-lens's TunedLens + KL-to-final objective on the built-in offline corpus; "
-                                "saved in tuned-lens format and used as the tuned lens above.",
+                      html.Span("tuned-lens's TunedLens + KL-to-final objective on the offline training corpus "
+                                "(2,048 tokens a step); saved in tuned-lens format and used as the tuned lens above. "
+                                "The job runs on the server: reloading the page or another user sees it.",
                                 className="small text-muted")]),
-            html.Div([
-                dbc.Label("Steps", html_for="lens-train-steps", className="small text-muted mb-0 me-2"),
-                dbc.Input(id="lens-train-steps", type="number", min=1, max=2000, value=TrainConfig().steps, size="sm",
-                          style={"width": "90px"}, className="me-2"),
-                dbc.Button("Train", id="lens-train", size="sm", color="primary", className="me-2"),
-                dbc.Button("Cancel", id="lens-train-cancel", size="sm", color="secondary", outline=True, disabled=True,
-                           className="me-3"),
-                dbc.Progress(id="lens-train-progress", value=0, label="", style={"height": "18px", "flex": "1"}),
-            ], className="d-flex align-items-center mt-2"),
-            html.Div(id="lens-train-msg", className="small mt-2"),
+            html.Div(job_panel("lens-train", "Train", extra=[
+                field("lens-train-steps", "Steps", TrainConfig().steps, hint="1-5000", width="90px")]),
+                className="mt-2"),
         ]),
         className="mt-3",
     )
@@ -99,7 +96,7 @@ def layout(**query: str) -> html.Div:
                       html.Span("What would the model predict if it stopped at this layer? Cell = top token; "
                                 "hover for the top-10.", className="text-muted small")],
                      className="d-flex align-items-baseline mb-2"),
-            error_alert("lens-error"),
+            error_alert("lens"),
             picker_row("lens", models, model, sample_rows(runtime), sample, "", model_labels()),
             controls,
             window,
@@ -107,7 +104,6 @@ def layout(**query: str) -> html.Div:
             loading(graph(None, "lens-grid", "lens-grid")),
             loading(graph(None, "lens-summary", "lens-summary", height=330)),
             train,
-            dcc.Store(id="lens-trained"),
             url_state("lens", {}),
         ],
         className="gb-lens",

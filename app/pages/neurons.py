@@ -7,13 +7,16 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 import callbacks.neurons  # noqa: F401 - registers the page's callbacks
+from analysis.params import url_int
 from analysis.runtime import get_runtime
 from callbacks.common import model_labels
 from callbacks.neurons import initial_view
 from components.feedback import error_alert, loading
 from components.figures import graph
+from components.forms import field
+from components.jobs import job_panel
 from components.pickers import model_picker
-from components.urlstate import int_arg, url_state
+from components.urlstate import url_state
 
 dash.register_page(__name__, path="/neurons", name="Neurons", title="Glassbox · Neurons")
 
@@ -32,7 +35,7 @@ def layout(**query: str) -> html.Div:
     view = initial_view(model)
     layers = [o["value"] for o in view["layers"]]
     layer = query.get("layer") if query.get("layer") in layers else (layers[len(layers) // 2] if layers else None)
-    neuron = int_arg(query.get("neuron"), 0, 0)
+    neuron = url_int(query.get("neuron"), 0, 0)
     whole = query.get("whole") == "1"
     llm_ready = bool(settings.openai_base_url)
     controls = dbc.Row(
@@ -40,8 +43,7 @@ def layout(**query: str) -> html.Div:
             dbc.Col(model_picker("neurons", settings.models, model, model_labels()), md=3),
             dbc.Col([_label("Layer"), dcc.Dropdown(id="neurons-layer", options=view["layers"], value=layer,
                                                    clearable=False)], md=2),
-            dbc.Col([_label("Neuron"), dbc.Input(id="neurons-neuron", type="number", min=0, step=1, value=neuron,
-                                                 debounce=True, size="sm")], md=1),
+            dbc.Col(field("neurons-neuron", "Neuron", neuron, hint="0 to the layer's width - 1", width="100%"), md=1),
             dbc.Col([_label("Jump to a top neuron of this layer"),
                      dcc.Dropdown(id="neurons-top", placeholder="ranked by…", optionHeight=28)], md=4),
             dbc.Col([_label("Rank by"), dbc.RadioItems(id="neurons-sort", value="max", inline=True,
@@ -56,13 +58,21 @@ def layout(**query: str) -> html.Div:
         [
             html.Div([html.H5(id="neurons-title", className="mb-1 me-3 d-inline-block"),
                       dbc.Switch(id="neurons-whole", label="show whole sample", value=whole,
-                                 className="d-inline-block small")], className="d-flex align-items-center"),
+                                 className="d-inline-block small me-3"),
+                      html.A("open in Tokens (this neuron's activation on a text)", id="neurons-tokens-link",
+                             href="/tokens", className="small")], className="d-flex align-items-center"),
             html.Div(id="neurons-stats", className="mb-1"),
             html.Div(id="neurons-top-tokens", className="mb-2"),
             dbc.Row(
                 [
                     dbc.Col([html.H6("Top-activating snippets", className="mt-1"),
-                             loading(html.Div(id="neurons-snippets"))], lg=7),
+                             loading(html.Div(id="neurons-snippets")),
+                             html.H6("Try your own text", className="mt-3"),
+                             html.Div([field("neurons-try-text", "", "", numeric=False, width="100%",
+                                             placeholder="type a text and press Enter", debounce=False),
+                                       dbc.Button("Run", id="neurons-try-run", size="sm", color="primary",
+                                                  className="ms-2 align-self-start")], className="d-flex"),
+                             loading(html.Div(id="neurons-try-result", className="mt-1"))], lg=7),
                     dbc.Col(
                         [
                             dbc.Card(dbc.CardBody([
@@ -104,9 +114,8 @@ def layout(**query: str) -> html.Div:
         dbc.Row([
             dbc.Col([_label("Second layer"), dcc.Dropdown(id="neurons-layer-b", options=view["layers"],
                                                           value=query.get("layer_b") or layer)], md=2),
-            dbc.Col([_label("Second neuron"), dbc.Input(id="neurons-neuron-b", type="number", min=0, step=1,
-                                                        value=int_arg(query.get("neuron_b"), 1, 0), size="sm",
-                                                        debounce=True)], md=1),
+            dbc.Col(field("neurons-neuron-b", "Second neuron", url_int(query.get("neuron_b"), 1, 0), width="100%"),
+                    md=2),
         ], className="g-3 mb-2"),
         loading(html.Div(id="neurons-compare")),
         graph(None, "neurons-compare-figure", "neuron-compare", 320),
@@ -115,18 +124,16 @@ def layout(**query: str) -> html.Div:
         html.Div(id="neurons-index-summary", className="mb-3"),
         dbc.Row([
             dbc.Col([_label("Corpus"), dcc.Dropdown(id="neurons-build-corpus", value="training", clearable=False,
-                                                    options=[{"label": b, "value": a} for a, b in CORPORA])], md=3),
-            dbc.Col([_label("Tokens to scan"), dbc.Input(id="neurons-build-tokens", type="number", value=20000,
-                                                         min=16, step=1000, size="sm")], md=2),
-            dbc.Col([_label("Layers (e.g. 0-5,12; empty = all)"), dbc.Input(id="neurons-build-layers", size="sm")], md=2),
-            dbc.Col([dbc.Button("Build index", id="neurons-build-start", color="primary", size="sm", className="me-2"),
-                     dbc.Button("Cancel", id="neurons-build-cancel", color="secondary", size="sm", outline=True,
-                                disabled=True)], md="auto"),
+                                                    options=[{"label": b, "value": a} for a, b in CORPORA]),
+                     dbc.FormFeedback(id="neurons-build-corpus-feedback", className="gb-feedback")], md=3),
+            dbc.Col(field("neurons-build-tokens", "Tokens to scan", 20000, hint="16-10,000,000", width="100%"), md=2),
+            dbc.Col(field("neurons-build-layers", "Layers (e.g. 0-5,12; empty = all)", "", numeric=False,
+                          width="100%"), md=2),
         ], className="g-3 align-items-end mb-2"),
-        dbc.Progress(id="neurons-build-progress", value=0, label="", style={"height": "20px"}, className="mb-2"),
-        html.Div(id="neurons-build-status", className="small"),
-        html.Div("The build runs in the background and checkpoints; a cancelled build resumes where it stopped. "
-                 "CLI: make index ARGS='--model MODEL --tokens 20000'.", className="text-muted small mt-2"),
+        job_panel("neurons-build", "Build index"),
+        html.Div("The build runs on the server and checkpoints; a cancelled build resumes where it stopped, and "
+                 "another user opening the page sees the same build. CLI: make index ARGS='--model MODEL --tokens 20000'.",
+                 className="text-muted small mt-2"),
     ], className="pt-2")
     return html.Div(
         [
@@ -136,7 +143,7 @@ def layout(**query: str) -> html.Div:
                                 "corpus scan · JSON API at ", className="text-muted small"),
                       html.A("/api/v1/docs", href="/api/v1/docs", className="small ms-1", target="_blank")],
                      className="d-flex align-items-baseline mb-2"),
-            error_alert("neurons-error"),
+            error_alert("neurons"),
             controls,
             dbc.Tabs([
                 dbc.Tab(neuron_tab, label="Neuron", tab_id="neuron"),

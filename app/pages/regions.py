@@ -7,14 +7,15 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 import callbacks.regions  # noqa: F401 - registers the page's callbacks
-from analysis.regions_extract import POOLING_LABELS, POOLINGS
+from analysis.params import url_int
+from analysis.regions import POOLING_LABELS, POOLINGS
 from analysis.runtime import get_runtime
 from analysis.settings import EMBEDDED_ENCODER
 from callbacks.common import model_labels
 from components import regions_controls as rc
 from components.feedback import error_alert, loading
 from components.figures import empty_figure, graph
-from components.urlstate import int_arg, url_state
+from components.urlstate import url_state
 
 dash.register_page(__name__, path="/regions", name="Regions", title="Glassbox · Regions")
 P = "regions"
@@ -28,10 +29,10 @@ def layout(**query: str) -> html.Div:
     pooling = query.get("pooling") if query.get("pooling") in POOLINGS else "first"
     method = query.get("method") if query.get("method") in ("pca", "svd", "umap") else "pca"
     source = query.get("source") if query.get("source") in ("builtin", "upload", "saved", "hub") else "builtin"
-    n = int_arg(query.get("n"), 100, 2, settings.max_dataset_rows)
-    k = int_arg(query.get("k"), 2, 2, 64)
-    grid_size = int_arg(query.get("grid"), 10, 2, 50)
-    layer = int_arg(query.get("layer"), 0, 0, 200)
+    n = url_int(query.get("n"), 100, 2, settings.max_dataset_rows)
+    k = url_int(query.get("k"), 2, 2, 64)
+    grid_size = url_int(query.get("grid"), 10, 2, 50)
+    layer = url_int(query.get("layer"), None, 0, 200)  # None: open on the layer that separates the classes best
     controls = dbc.Col([
         rc.dataset_card(source, n, settings.max_dataset_rows, settings.max_upload_bytes / 1e6),
         rc.extraction_card(models, model, model_labels(), pooling, POOLING_LABELS),
@@ -39,8 +40,8 @@ def layout(**query: str) -> html.Div:
         rc.reduction_card(method, k, grid_size, 42, 0.3),
     ], md=3)
     views = dbc.Col([
-        error_alert(f"{P}-error"), error_alert(f"{P}-job-error"), error_alert(f"{P}-view-error"),
-        rc.view_controls(7, layer),
+        error_alert(P),
+        rc.view_controls(7, layer or 0),
         loading(graph(empty_figure("Load a dataset and run the extraction."), f"{P}-heatmap", "regions-heatmap")),
         html.Div(graph(None, f"{P}-scatter-graph", "regions-scatter"), id=f"{P}-scatter-box", style={"display": "none"}),
         html.Hr(),
@@ -61,6 +62,7 @@ def layout(**query: str) -> html.Div:
                "layers (NRAG, after LLM-MRI). Pooled hidden states → per-layer reduction → grid of regions.",
                className="text-muted small"),
         dcc.Store(id=f"{P}-dataset"), dcc.Store(id=f"{P}-acts"), dcc.Store(id=f"{P}-reduced"),
+        dcc.Store(id=f"{P}-url-layer", data=layer),
         url_state(P, {"model": model, "pooling": pooling, "method": method, "k": k, "grid": grid_size, "n": n}),
         dbc.Row([controls, views], className="g-4"),
     ])

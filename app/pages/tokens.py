@@ -27,31 +27,35 @@ def layout(**query: str) -> html.Div:
     copy = html.Div([dbc.Label("Copy", className="small text-muted mb-0 d-block"),
                      dcc.Clipboard(id="tokens-copy", title="Copy the open samples' text",
                                    className="btn btn-sm btn-outline-secondary")], className="gb-picker")
+    tabs = dbc.Tabs(
+        [dbc.Tab(label="Selected token", tab_id="token"), dbc.Tab(label="Attention", tab_id="attention"),
+         dbc.Tab(label="Histogram", tab_id="hist"), dbc.Tab(label="Scatter", tab_id="scatter"),
+         dbc.Tab(label="Keys", tab_id="keys")],
+        id="tokens-tabs", active_tab=state["tab"],
+    )
+    left = dbc.Col([
+        html.Div([html.Div(id="tokens-legend", className="me-3"), html.Span(id="tokens-notes", className="small text-muted")],
+                 className="d-flex flex-wrap align-items-center mb-2"),
+        loading(html.Div(id="tokens-strips", className="gb-strips"), message=html.Span(id="tokens-loading-msg")),
+        download_buttons(),
+    ], lg=7, className="mb-3")
+    right = dbc.Col(html.Div([tabs, html.Div(id="tokens-panel", className="gb-panel pt-2")], className="gb-side"),
+                    lg=5)
     return html.Div(
         [
             html.Div([html.H4("Tokens", className="mb-0 me-3"),
                       html.Span("Click a token to select it; ↑/↓ change layer, ←/→ move the selection "
                                 "(all shortcuts under the Keys tab).", className="text-muted small")],
                      className="d-flex align-items-baseline mb-2"),
-            error_alert("tokens-error"),
-            error_alert("tokens-view-error"),
+            error_alert("tokens"),
             picker_row("tokens", settings.models, model, sample_rows(runtime), samples, "", model_labels(),
                        multi_sample=True, extra=[copy]),
-            controls(state, n_layers=1000, n_heads=1000),
-            html.Div([html.Div(id="tokens-legend", className="me-3"),
-                      html.Span(id="tokens-notes", className="small text-muted")],
-                     className="d-flex flex-wrap align-items-center mb-2"),
-            loading(html.Div(id="tokens-strips", className="gb-strips")),
-            dbc.Tabs(
-                [dbc.Tab(label="Selected token", tab_id="token"), dbc.Tab(label="Histogram", tab_id="hist"),
-                 dbc.Tab(label="Scatter", tab_id="scatter"), dbc.Tab(label="Keys", tab_id="keys")],
-                id="tokens-tabs", active_tab=state["tab"], className="mt-2",
-            ),
-            html.Div(id="tokens-panel", className="gb-panel pt-2"),
-            download_buttons(),
+            controls(state),
+            dbc.Row([left, right], className="g-3"),
             dcc.Store(id="tokens-meta"),
             dcc.Store(id="tokens-selected", data={"s": state["s"], "i": state["t"]}),
             dcc.Store(id="tokens-paint"),
+            dcc.Store(id="tokens-multiply-ok"),
             html.Div(id="tokens-paint-sink", style={"display": "none"}),
             url_state("tokens", {}),
         ],

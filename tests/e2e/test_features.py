@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from analysis.features import text_activations
-from analysis.features_sae import embedded_sae_exists, load_sae
-from analysis.features_scan import DEFAULT_TOKENS, cached_scan, get_scan
+from analysis.features.records import text_activations
+from analysis.features.sae import embedded_sae_exists, load_sae
+from analysis.features.scan import DEFAULT_TOKENS, cached_scan, get_scan
 from analysis.settings import EMBEDDED_LM
 from tests.e2e.conftest import screenshot
-from tests.test_features import make_sae
+from tests.helpers import make_sae
 
 
 def _short_sample(runtime) -> str:

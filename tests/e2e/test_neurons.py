@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from analysis.settings import EMBEDDED_LM
 from tests.e2e.conftest import screenshot
-from tests.neurons_helpers import ensure_index
+from tests.helpers import ensure_index
 
 
 def test_neurons_page_shows_snippets(page, server_url, runtime, smollm2):
-    from analysis.neurons import open_index
+    from analysis.neurons.index import open_index
 
     ensure_index(runtime)
     index = open_index(EMBEDDED_LM, None, runtime)

@@ -19,8 +19,8 @@ def _n(page, selector: str) -> int:
 
 
 def test_every_page_draws_after_its_main_control(page, server_url, runtime, smollm2, tmp_path):
-    from tests.neurons_helpers import ensure_index
-    from tests.test_features import make_sae
+    from tests.helpers import ensure_index
+    from tests.helpers import make_sae
 
     # Home: status table of the machine and the models
     page.goto(server_url + "/")

@@ -134,7 +134,7 @@ def test_regions_link_restores_reduction_and_layer(page, server_url):
 
 
 def test_features_link_restores_feature(page, server_url, runtime, tmp_path):
-    from tests.test_features import make_sae
+    from tests.helpers import make_sae
 
     sae = make_sae(tmp_path / "sae", seed=4)
     page.goto(f"{server_url}/features?sample={_sample(runtime)}&sae={sae}&feature=4")
@@ -162,7 +162,7 @@ def test_features_link_restores_feature(page, server_url, runtime, tmp_path):
 
 
 def test_neurons_link_restores_layer_and_neuron(page, server_url, runtime, smollm2):
-    from tests.neurons_helpers import ensure_index
+    from tests.helpers import ensure_index
 
     ensure_index(runtime)
     page.goto(f"{server_url}/neurons?model={EMBEDDED_LM}&layer=3&neuron=0")

@@ -1,0 +1,99 @@
+"""Lens page callbacks (called as functions), export, and training on the real embedded SmolLM2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.errors import InputError
+from analysis.jobs import Job
+from analysis.lens import TrainConfig, load_tuned_lens, train_tuned_lens
+from analysis.settings import EMBEDDED_LM
+from callbacks import lens as cb
+
+TEXT = "Water boils at one hundred degrees Celsius at sea level, and freezes at zero."
+
+
+def test_logit_view_figures(runtime):
+    out = cb.build_view(EMBEDDED_LM, "user", TEXT, "max_prob", "logit", "resid", "js", 0, 8, None)
+    heat = out["figure"].data[0]
+    assert heat.type == "heatmap" and np.asarray(heat.z).shape == (31, 8)
+    assert len(heat.text) == 31 and len(heat.text[0]) == 8
+    assert "0.000" not in heat.hovertext[0][0] or "·" in heat.hovertext[0][0]
+    assert heat.hovertext[-1][0].count("<br>") >= 11  # header + statistic + top-10 lines
+    assert float(np.nanmax(heat.z)) <= 1.0 and heat.zmin == 0.0
+    assert out["summary"].data[0].name == "logit lens" and len(out["summary"].data[0].y) == 31
+    assert out["n_cols"] == 8 and "positions 0–7" in out["note"]
+
+
+def test_update_reports_bad_width_and_keeps_state(runtime):
+    with pytest.raises(InputError, match="Window width must be a whole number from 1 to 256; got 999") as bad:
+        cb.update(EMBEDDED_LM, "user", TEXT, "entropy", "logit", "resid", "js", 0, 999, "", "auto", None)
+    assert bad.value.field == "lens-width"  # marked beside the field; the grid keeps its last good figure
+    state = cb.url_state(EMBEDDED_LM, "user", TEXT, "entropy", "logit", "resid", "js", 0, 999, "", "auto")
+    assert state["stat"] == "entropy" and state["width"] == 999
+    with pytest.raises(InputError, match="lens") as missing:
+        cb.update(EMBEDDED_LM, "user", TEXT, "entropy", "tuned", "resid", "js", 0, 8, "/nonexistent/lens", "auto", None)
+    assert "No such folder" in str(missing.value)
+
+
+def test_export_svg_has_tokens(runtime):
+    out = cb.build_view(EMBEDDED_LM, "user", TEXT, "kl_final", "logit", "resid", "js", 0, 6, None, paper=True)
+    svg = cb.export_bytes(out, "svg").decode()
+    assert svg.startswith("<svg") and "Water" in svg
+    assert out["figure"].data[0].hovertext is None
+
+
+def test_training_saves_tuned_lens_format_and_loads_back(runtime, smollm2, tmp_path):
+    cfg = TrainConfig(steps=2, seq_len=16, batch_size=1, heldout_rows=2, out=str(tmp_path / "lens"),
+                      warmup_steps=0, lr=1e-3)
+    seen = []
+    job = Job(on_progress=lambda p: seen.append(p), min_interval_s=0)
+    result = train_tuned_lens(runtime, cfg, job)
+    steps = [p for p in seen if p.phase == "training" and p.done]
+    assert [p.done for p in steps] == [1, 2] and all("KL to final" in p.message for p in steps)
+    assert {"packing the training corpus", "saving the lens"} <= {p.phase for p in seen}
+    assert any(p.phase.startswith("evaluating") for p in seen)
+    assert result.steps_done == 2 and result.tokens_seen == 32 and not result.cancelled
+    assert (tmp_path / "lens" / "params.pt").exists()
+    config = json.loads((tmp_path / "lens" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 30 and config["d_model"] == 576
+    lens = load_tuned_lens(runtime, smollm2, str(tmp_path / "lens"))
+    assert any(float(p.abs().sum()) > 0 for p in lens.parameters())  # it moved away from the identity
+    state = torch.load(tmp_path / "lens" / "params.pt", weights_only=True)
+    assert set(state) == {f"{i}.{w}" for i in range(30) for w in ("weight", "bias")}
+    assert len(result.per_layer_kl_logit) == 30 and result.heldout_kl_logit > 0
+    # the first translator is at identity + one small step: its KL barely differs from the logit lens
+    assert abs(result.per_layer_kl_tuned[-1] - result.per_layer_kl_logit[-1]) < result.per_layer_kl_logit[-1]
+
+
+def test_both_and_difference_views(runtime, smollm2, tmp_path):
+    from analysis.lens import fresh_tuned_lens, save_lens
+
+    lens = fresh_tuned_lens(runtime, smollm2)
+    with torch.no_grad():
+        for layer in lens.layer_translators:
+            layer.bias.fill_(0.05)
+    src = str(save_lens(lens, tmp_path / "tl"))
+    both = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "both", "resid", "js", 0, 6, src)
+    assert [t.type for t in both["figure"].data] == ["heatmap", "heatmap"]
+    assert both["figure"].data[0].zmin == both["figure"].data[1].zmin  # one shared colour range
+    assert {t.name for t in both["summary"].data} == {"logit lens", "tuned lens"}
+    lay = both["figure"].layout
+    assert lay.yaxis.domain[0] > lay.yaxis2.domain[1]  # stacked: logit above tuned
+    side = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "side", "resid", "js", 0, 6, src)
+    lay = side["figure"].layout
+    assert [t.type for t in side["figure"].data] == ["heatmap", "heatmap"]
+    assert lay.xaxis.domain[1] < lay.xaxis2.domain[0]  # side by side: logit left of tuned
+    assert side["figure"].data[0].zmin == side["figure"].data[1].zmin
+    assert np.array_equal(np.asarray(side["figure"].data[1].z, float), np.asarray(both["figure"].data[1].z, float),
+                          equal_nan=True)  # same tuned grid, other arrangement
+    assert lay.height < both["figure"].layout.height
+    diff = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "diff", "mlp", "js", 0, 6, src)
+    z = np.asarray(diff["figure"].data[0].z, dtype=float)
+    assert z.shape == (31, 6) and np.all(z[:-1] >= -1e-9) and np.all(z[:-1] <= np.log(2) + 1e-9)
+    assert np.all(z[-1] == 0) and z[:-1].max() > 0
+    assert "JS divergence" in diff["figure"].layout.title.text
