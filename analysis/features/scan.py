@@ -69,8 +69,10 @@ class Scan:
 
 
 def corpus_windows(lm: LoadedModel, texts: list[str], n_tokens: int, context: int = CONTEXT) -> np.ndarray:
-    """[n, context] token rows packed from ``texts`` (:data:`analysis.io.RUN_LIKE`), about ``n_tokens`` in all."""
-    rows = [r for r in pack_rows(lm.tokenizer, texts, max(n_tokens, context), context, RUN_LIKE) if len(r) == context]
+    """[n, context] token rows packed from ``texts`` (:data:`analysis.io.RUN_LIKE`): enough rows that at least
+    ``n_tokens`` positions are scored (every row's first position is not)."""
+    n_rows = -(-max(n_tokens, 1) // (context - 1))
+    rows = [r for r in pack_rows(lm.tokenizer, texts, n_rows * context, context, RUN_LIKE) if len(r) == context]
     if not rows:
         raise InputError(f"The corpus has no text of {context} tokens.")
     return np.asarray(rows, dtype=np.int32)

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from analysis.errors import GlassboxError
-from analysis.features.records import feature_record, search_features, text_activations
-from analysis.features.sae import SAEError, check_fit, hook_to_site, load_sae
-from analysis.features.scan import corpus_windows, feature_stats, scan_corpus
-from analysis.features.steer import generate_steered
-from analysis.features.tree import TreeOptions, build_tree, prompt_ids
-from analysis.features.vectors import (
+from analysis.features import (
+    SAEError,
+    TreeOptions,
     VectorOptions,
+    build_tree,
+    check_fit,
     embedding_stats,
+    feature_record,
+    feature_stats,
+    generate_steered,
     ghost_vector,
+    hook_to_site,
+    load_sae,
     logit_effects,
+    scan_corpus,
+    search_features,
+    text_activations,
     token_list,
-    unembedding,
 )
+from analysis.features.scan import corpus_windows
+from analysis.features.tree import prompt_ids
 from analysis.settings import EMBEDDED_LM
+from tests.helpers import make_sae
 
 TEXT = "The cat sat on the mat. Paris is the capital of France, and Rome is the capital of Italy."
 
@@ -34,8 +42,8 @@ def sae_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def sae(sae_dir, settings):
-    return load_sae(sae_dir, settings.cache_dir)
+def sae(sae_dir, runtime):
+    return load_sae(runtime, sae_dir, EMBEDDED_LM)
 
 
 def test_hook_names_map_to_capture_sites():
@@ -63,8 +71,8 @@ def test_activations_equal_sae_lens_encode_of_hf_hidden_state(runtime, smollm2, 
 def test_transformerlens_trained_sae_sees_the_centred_residual_stream(runtime, smollm2, tmp_path, settings):
     """TransformerLens centres the residual stream (center_writing_weights): such an SAE encodes HF's
     residual minus its per-token mean; an HF-trained SAE does not."""
-    tl = load_sae(make_sae(tmp_path / "tl", model_class="HookedTransformer"), settings.cache_dir)
-    hf = load_sae(make_sae(tmp_path / "hf", model_class="AutoModelForCausalLM"), settings.cache_dir)
+    tl = load_sae(runtime, make_sae(tmp_path / "tl", model_class="HookedTransformer"))
+    hf = load_sae(runtime, make_sae(tmp_path / "hf", model_class="AutoModelForCausalLM"))
     assert tl.center and not hf.center
     x = runtime.run(EMBEDDED_LM, TEXT, [tl.site]).act(tl.site)
     with torch.inference_mode():
@@ -80,36 +88,47 @@ def test_changing_feature_never_reruns(runtime, smollm2, sae):
     assert smollm2.forward_count == before
 
 
-def test_mismatched_sae_gives_clear_message(tmp_path, settings, smollm2):
-    small = load_sae(make_sae(tmp_path / "d384", d_in=384, model_id=None), settings.cache_dir)
+def test_mismatched_sae_gives_clear_message(runtime, tmp_path, smollm2):
+    small = load_sae(runtime, make_sae(tmp_path / "d384", d_in=384, model_id=None))
     with pytest.raises(SAEError, match="d_model = 576"):
         check_fit(small, smollm2)
-    other = load_sae(make_sae(tmp_path / "gpt2", model_name="gpt2", model_id=None), settings.cache_dir)
+    other = load_sae(runtime, make_sae(tmp_path / "gpt2", model_name="gpt2", model_id=None))
     with pytest.raises(SAEError, match="trained on 'gpt2'"):
         check_fit(other, smollm2)
-    deep = load_sae(make_sae(tmp_path / "deep", hook="blocks.40.hook_resid_post", model_id=None), settings.cache_dir)
+    deep = load_sae(runtime, make_sae(tmp_path / "deep", hook="blocks.40.hook_resid_post", model_id=None))
     with pytest.raises(SAEError, match="30 layers"):
         check_fit(deep, smollm2)
 
 
-def test_missing_embedded_sae_says_make_sae(tmp_path):
+def test_missing_embedded_sae_says_make_sae(tmp_path, monkeypatch):
+    from analysis.features import sae as sae_module
+    from analysis.runtime import Runtime
+    from analysis.settings import Settings
+
+    monkeypatch.setattr(sae_module, "SHIPPED_SAE", tmp_path / "no-shipped-sae")  # a checkout without the artifact
+    bare = Runtime(Settings(cache_dir=str(tmp_path)))
     with pytest.raises(SAEError, match="make sae"):
-        load_sae("embedded", tmp_path)
+        load_sae(bare, "embedded")
     with pytest.raises(GlassboxError, match="release:sae_id"):
-        load_sae("not-a-thing", tmp_path)
+        load_sae(bare, "not-a-thing")
 
 
-def test_token_list_ratios_match_numpy(smollm2, sae):
-    options = VectorOptions(kind="encoder", centroid_offset=1.0, scale=3.8, pca_weight=0.5, exponent=1.4)
-    result = token_list(smollm2, sae, 7, options, top=100)
+def _notebook_p1(E: np.ndarray) -> np.ndarray:
+    """p1 as the original notebook computes it (scikit-learn's PCA, its sign convention), by hand: the top
+    eigenvector of the covariance, signed so its largest |entry| is positive (sklearn's svd_flip)."""
+    centred = E - E.mean(0)
+    vec = np.linalg.eigh(centred.T @ centred)[1][:, -1]
+    return vec * np.sign(vec[np.argmax(np.abs(vec))])
+
+
+def test_token_list_ratios_match_numpy(runtime, smollm2, sae):
+    options = VectorOptions(kind="encoder", centroid_offset=True, scale=3.8, pca_weight=0.5, exponent=1.4)
+    result = token_list(runtime, smollm2, sae, 7, options, top=100)
     E = smollm2.model.get_input_embeddings().weight.detach().double().numpy()
     c = E.mean(0)
-    rho = np.linalg.norm(E - c, axis=1).mean()
     v = sae.sae.W_enc.detach().double().numpy()[:, 7]
-    centred = (E - c).astype(np.float32)
-    pc1 = np.linalg.eigh((centred.T @ centred).astype(np.float64))[1][:, -1]
-    pc1 = pc1 * np.sign(pc1 @ embedding_stats(smollm2).pc1.double().numpy())  # PCA sign is arbitrary
-    g = c + 3.8 * rho * v / np.linalg.norm(v) + 0.5 * rho * pc1
+    pc1 = _notebook_p1(E)
+    g = c + 3.8 * (0.5 * v / np.linalg.norm(v) + 0.5 * pc1)  # the notebook's g = c + s((1-w)v/|v| + w p1)
     cos = lambda a, B: (B @ a) / (np.linalg.norm(B, axis=1) * np.linalg.norm(a))  # noqa: E731
     ratio = (1 - cos(g, E)) ** 1.4 / (1 - cos(c, E))
     expected = np.argsort(ratio)[:100]
@@ -119,25 +138,73 @@ def test_token_list_ratios_match_numpy(smollm2, sae):
     assert len(result.tokens) == 100
 
 
+def test_ghost_token_is_the_notebooks_formula(runtime, smollm2, sae):
+    """g = c + s((1 - w) v/|v| + w p1) (offset on) or s(...) (off), s absolute, default s = rho, for several
+    (vector kind, offset, s, w) settings, against a hand computation."""
+    E = smollm2.model.get_input_embeddings().weight.detach().double().numpy()
+    c = E.mean(0)
+    rho = np.linalg.norm(E - c, axis=1).mean()
+    p1 = _notebook_p1(E)
+    stats = embedding_stats(runtime, smollm2)
+    assert stats.rho == pytest.approx(rho, rel=1e-5)
+    np.testing.assert_allclose(stats.pc1.numpy(), p1, atol=1e-4)
+    assert float(stats.pc1.norm()) == pytest.approx(1.0, abs=1e-5)
+    for kind, offset, s, w in (("decoder", True, None, 0.0), ("encoder", True, 3.8, 0.3), ("decoder", False, 7.9, 1.0),
+                               ("encoder", False, None, 0.5), ("decoder", True, 2.0, -0.5)):
+        v = (sae.sae.W_dec.detach().double().numpy()[9] if kind == "decoder"
+             else sae.sae.W_enc.detach().double().numpy()[:, 9])
+        scale = rho if s is None else s
+        direction = (1 - w) * v / np.linalg.norm(v) + w * p1
+        expected = (c if offset else 0) + scale * direction
+        got = ghost_vector(runtime, smollm2, sae, 9, VectorOptions(kind=kind, centroid_offset=offset, scale=s,
+                                                                       pca_weight=w)).double().numpy()
+        np.testing.assert_allclose(got, expected, atol=2e-4)
+    default = ghost_vector(runtime, smollm2, sae, 9, VectorOptions()).double().numpy()
+    assert np.linalg.norm(default - c) == pytest.approx(rho, rel=1e-5)  # a typical token's distance
+    assert TreeOptions().cutoff == 1e-5
+
+
+def test_first_principal_component_is_the_same_in_every_process(smollm2):
+    """p1 from scikit-learn's exact solver: two fresh processes give bit-identical vectors."""
+    import subprocess
+    import sys
+
+    script = ("import numpy as np, torch; from analysis.features import first_principal_component; "
+              "from safetensors.torch import load_file; import sys; "
+              "E = load_file(sys.argv[1])['model.embed_tokens.weight'].float().numpy(); "
+              "sys.stdout.write(first_principal_component(E).tobytes().hex())")
+    weights = str(_embedded_weights())
+    runs = [subprocess.run([sys.executable, "-c", script, weights], capture_output=True, text=True, check=True,
+                           timeout=300).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 576 * 8
+
+
+def _embedded_weights():
+    from analysis.embedded import smollm2_dir
+    from analysis.runtime import get_runtime
+
+    return smollm2_dir(get_runtime().settings.cache_dir) / "model.safetensors"
+
+
 def test_logit_effects_are_decoder_times_unembedding(smollm2, sae):
     effects = logit_effects(smollm2, sae, 3, k=5)
     W_U = smollm2.model.lm_head.weight.detach().float() * smollm2.model.model.norm.weight.detach().float()
     direct = W_U @ sae.sae.W_dec.detach()[3]
-    assert effects.positive_ids == torch.topk(direct, 5).indices.tolist()
-    assert effects.negative_ids == torch.topk(-direct, 5).indices.tolist()
-    assert effects.positive[0][1] == pytest.approx(float(direct.max()), rel=1e-5)
-    assert torch.equal(unembedding(smollm2), W_U)
+    assert [t.token_id for t in effects.positive] == torch.topk(direct, 5).indices.tolist()
+    assert [t.token_id for t in effects.negative] == torch.topk(-direct, 5).indices.tolist()
+    assert effects.positive[0].logit == pytest.approx(float(direct.max()), rel=1e-5)
+    assert effects.negative[0].logit == pytest.approx(float(direct.min()), rel=1e-5)
 
 
-def test_definition_tree_probabilities_are_products_of_next_token_probabilities(smollm2, sae):
+def test_definition_tree_probabilities_are_products_of_next_token_probabilities(runtime, smollm2, sae):
     weight_before = smollm2.model.get_input_embeddings().weight.detach().clone()
     options = TreeOptions(top_k=3, cutoff=1e-3, max_depth=4)
     vector = VectorOptions()
-    tree = build_tree(smollm2, sae, 11, vector, options)
+    tree = build_tree(runtime, smollm2, sae, 11, vector, options)
     assert torch.equal(weight_before, smollm2.model.get_input_embeddings().weight)  # never modified
     assert len(tree.nodes) > 4
     ids, ghost_pos = prompt_ids(smollm2, options.prompt)
-    g = ghost_vector(smollm2, sae, 11, vector)
+    g = ghost_vector(runtime, smollm2, sae, 11, vector)
     deepest = max(tree.nodes, key=lambda n: (n.depth, n.cum_prob))
     for node in (tree.nodes[1], deepest):
         path = tree.path_ids(node.id)
@@ -172,8 +239,10 @@ def test_corpus_scan_matches_direct_encode(runtime, smollm2, sae):
     scan = scan_corpus(smollm2, sae, windows, batch=2)
     with torch.inference_mode():
         hidden = smollm2.model(torch.from_numpy(windows.astype(np.int64)), output_hidden_states=True).hidden_states[16]
-        feats = sae.sae.encode(hidden.float())[:, 1:].reshape(-1, 96).numpy()  # position 0 is BOS, skipped
-    assert (windows[:, 0] == smollm2.tokenizer.bos_token_id).all()
+        feats = sae.sae.encode(hidden.float())[:, 1:].reshape(-1, 96).numpy()  # position 0 (the sink) is skipped
+    from analysis.io import RUN_LIKE, pack_rows
+
+    assert windows.tolist() == pack_rows(smollm2.tokenizer, texts, 4 * 32, 32, RUN_LIKE)  # the one packer
     np.testing.assert_allclose(scan.density(), (feats > 0).mean(0), atol=1e-9)
     f = int(np.argmax((feats > 0).sum(0)))
     stats = feature_stats(smollm2, scan, f, n_top=3)
@@ -189,8 +258,9 @@ def test_feature_record_and_search(runtime, smollm2, sae_dir):
     assert record["feature"] == 3 and len(record["logit_effects"]["positive"]) == 10
     assert len(record["text"]["activations"]) == len(record["text"]["tokens"])
     json.dumps(record)
-    token = record["logit_effects"]["positive"][0][0]
+    token = record["logit_effects"]["positive"][0]["token"]
     shown, hits = search_features(runtime, EMBEDDED_LM, sae_dir, token)
     assert any(h.feature == 3 and h.in_logit_effects for h in hits)
-    with pytest.raises(GlassboxError, match=r"\[0, 95\]"):
+    assert [r["feature"] for r in record["similar_by_decoder"]] and 3 not in [r["feature"] for r in record["similar_by_decoder"]]
+    with pytest.raises(GlassboxError, match="from 0 to 95"):
         feature_record(runtime, EMBEDDED_LM, sae_dir, 96)

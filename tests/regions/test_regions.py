@@ -178,8 +178,35 @@ def test_mean_and_last_pooling_on_decoder_match_unpadded_runs(smollm2):
         acts = extract(smollm2, texts, pooling, max_tokens=64, max_batch=2)
         for i, text in enumerate(texts):
             enc = smollm2.tokenizer(text, return_tensors="pt")
+            last_block: list[torch.Tensor] = []
+            hook = smollm2.model.model.layers[-1].register_forward_hook(lambda _m, _i, out: last_block.append(
+                out[0] if isinstance(out, tuple) else out))
             with torch.no_grad():
                 hs = smollm2.model.base_model(**enc, output_hidden_states=True).hidden_states
-            ref = np.stack([(h[0].mean(0) if pooling == "mean" else h[0, -1]).numpy() for h in hs])
+            hook.remove()
+            # HF's hidden_states[-1] is taken after the final norm; the Regions state L30 is the last block's
+            # output, as "layer L" is on every other page (blocks.29.hook_resid_post)
+            states = [*hs[:-1], last_block[0]]
+            ref = np.stack([(h[0].mean(0) if pooling == "mean" else h[0, -1]).numpy() for h in states])
             assert acts.pooled.shape[0] == smollm2.info.n_layers + 1
             np.testing.assert_allclose(acts.pooled[:, i], ref, atol=2e-3, rtol=2e-3, err_msg=f"{pooling} text {i}")
+
+
+def test_states_equal_capture_sites_of_the_same_name(runtime, smollm2, minilm):
+    """Regions' state i is ``capture``'s site of the name :func:`state_sites` gives, for every pooling,
+    and the labels are the Lens page's (embed, L1, ...)."""
+    from analysis.capture import capture
+    from analysis.regions import pool, state_labels, state_sites
+
+    for lm in (smollm2, minilm):
+        texts = ["The cat sat on the mat.", "Rome is the capital of Italy, and Paris of France.", "Hi"]
+        sites = state_sites(lm.info.n_layers)
+        assert state_labels(lm.info.n_layers)[:2] == ["embed", "L1"] and len(sites) == lm.info.n_layers + 1
+        for pooling in ("first", "mean", "last"):
+            acts = extract(lm, texts, pooling, max_tokens=64, max_batch=2)
+            for i, text in enumerate(texts):
+                ids = torch.tensor([lm.tokenizer(text)["input_ids"]])
+                cap = capture(lm, ids, sites, logits=False)
+                mask = torch.ones_like(ids)
+                ref = np.stack([pool(cap.acts[site], mask, pooling)[0].numpy() for site in sites])
+                np.testing.assert_allclose(acts.pooled[:, i], ref, atol=2e-3, rtol=2e-3)

@@ -74,13 +74,17 @@ def test_saved_hf_dataset_with_classlabel_and_empty_class(tmp_path):
 
 def test_hub_offline_message(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(InputError, match="needs the network"):
+    with pytest.raises(InputError, match="offline mode is on"):
         rd.load_hub_dataset("ag_news", 100)
 
 
 def test_builtin_bound(runtime):
-    with pytest.raises(InputError, match="max_dataset_rows"):
+    with pytest.raises(InputError, match=r"at most 5,000 rows\) must be a whole number from 2 to 1,666; got 10,000") as bad:
         rd.builtin_dataset(runtime.samples, 10_000, runtime.settings.max_dataset_rows)
+    assert bad.value.field == "regions-n"
+    for value in (0, 1, "abc"):
+        with pytest.raises(InputError, match="from 2 to 1,666"):
+            rd.builtin_dataset(runtime.samples, value, runtime.settings.max_dataset_rows)
 
 
 # ---- graphs --------------------------------------------------------------------------------------
@@ -216,10 +220,14 @@ def test_umap_is_imported_lazily():
 
 
 def test_extraction_cancel_and_bad_pooling(minilm):
-    from analysis.regions.extract import Cancelled, extract
+    from analysis.errors import Cancelled
+    from analysis.jobs import Job
+    from analysis.regions import extract
 
+    job = Job()
+    job.cancel()  # the one cancel rule: the job stops at its next check
     with pytest.raises(Cancelled):
-        extract(minilm, ["a b c", "d e"], "first", should_stop=lambda: True)
+        extract(minilm, ["a b c", "d e"], "first", job=job)
     assert minilm.model.config._attn_implementation == "eager"  # SDPA only while extracting
     acts = extract(minilm, ["a b c", "d e"], "first")
     assert acts.pooled.shape == (7, 2, 384) and minilm.model.config._attn_implementation == "eager"
@@ -231,8 +239,8 @@ def test_page_upload_stores_dataset_for_the_job(runtime):
     from analysis.regions.pipeline import dataset_key_from_summary, load_dataset
     from callbacks import regions as cb
 
-    summary = cb.load_dataset("upload", None, _data_url("text,label\nalpha beta,x\ngamma,y\ndelta,y\n"), "mine.csv",
-                              None, None, None)
+    summary = cb.load_dataset_summary("upload", None, _data_url("text,label\nalpha beta,x\ngamma,y\ndelta,y\n"),
+                                      "mine.csv", None, None, None)
     assert summary["n"] == 3 and summary["counts"] == {"x": 1, "y": 2} and summary["source"] == "mine.csv"
     ds = load_dataset(runtime, dataset_key_from_summary(summary))
     assert ds.texts[0] == "alpha beta" and ds.content_hash == summary["key"]
