@@ -106,4 +106,9 @@ def figure_bytes(fig: go.Figure | dict[str, Any], fmt: str = "svg", scale: int =
 
     os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
     out = paper_figure(fig) if paper else go.Figure(fig)
-    return pio.to_image(out, format=fmt, scale=scale, width=width, height=height)
+    try:
+        return pio.to_image(out, format=fmt, scale=scale, width=width, height=height)
+    except Exception as exc:  # kaleido 1.x: a tab queried before its page script loaded ("kaleido_scopes is
+        if type(exc).__name__ != "JavascriptError":  # not defined") - a startup race; one retry renders it
+            raise
+        return pio.to_image(out, format=fmt, scale=scale, width=width, height=height)

@@ -56,3 +56,66 @@ def make_sae(path: Path, d_in: int = 576, d_sae: int = 96, hook: str = "blocks.1
 
 
 
+
+
+# ---- Dash callbacks over HTTP (the real error path: on_error -> field marks / page alert) ----------------
+
+class DashReply:
+    """One ``/_dash-update-component`` answer: the outputs it set and the side updates (set_props)."""
+
+    def __init__(self, status: int, body: dict | None) -> None:
+        self.status = status
+        self.outputs: dict = (body or {}).get("response", {})
+        self.side: dict = (body or {}).get("sideUpdate", {})
+
+    def alert(self, page: str) -> str | None:
+        """The page alert's text when this reply opened it, else None."""
+        props = self.side.get(f"{page}-error", {})
+        return str(props.get("children")) if props.get("is_open") else None
+
+    def field_error(self, field: str) -> str | None:
+        """The message put beside ``field`` when this reply marked it invalid, else None."""
+        if not self.side.get(field, {}).get("invalid"):
+            return None
+        return str(self.side.get(f"{field}-feedback", {}).get("children"))
+
+    def message(self, page: str) -> str | None:
+        """The one message this reply shows: an alert or a field's feedback."""
+        if (text := self.alert(page)) is not None:
+            return text
+        for key, props in self.side.items():
+            if props.get("invalid") and f"{key}-feedback" in self.side:
+                return str(self.side[f"{key}-feedback"].get("children"))
+        return None
+
+
+def dash_call(client, app, output: str, values: dict[str, object]) -> DashReply:
+    """Fire the callback whose outputs include ``output`` ("id.prop") with ``values`` ("id.prop" -> value;
+    the rest None) as the browser would, through the app's own error handling."""
+    import json as _json
+
+    if not app.callback_map:
+        client.get("/_dash-dependencies")  # Dash collects the callbacks on its first request
+    keys = [k for k in app.callback_map if output in k.strip(".").split("...")]
+    assert len(keys) == 1, f"{output}: {keys}"
+    key = keys[0]
+    spec = app.callback_map[key]
+
+    def items(deps: list[dict]) -> list[dict]:
+        out = []
+        for dep in deps:
+            name = dep["id"] if isinstance(dep["id"], str) else _json.dumps(dep["id"], sort_keys=True)
+            out.append({"id": dep["id"], "property": dep["property"], "value": values.get(f"{name}.{dep['property']}")})
+        return out
+
+    outputs = []
+    for part in key.strip(".").split("..."):
+        cid, prop = part.rsplit(".", 1)
+        outputs.append({"id": _json.loads(cid) if cid.startswith("{") else cid, "property": prop})
+    inputs = items(spec["inputs"])
+    payload = {"output": key, "outputs": outputs if key.startswith("..") else outputs[0], "inputs": inputs,
+               "state": items(spec.get("state", [])),
+               "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"] if inputs else []}
+    resp = client.post("/_dash-update-component", json=payload)
+    assert resp.status_code in (200, 204), resp.get_data(as_text=True)[:2000]
+    return DashReply(resp.status_code, resp.get_json(silent=True) if resp.status_code == 200 else None)

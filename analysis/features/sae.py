@@ -179,7 +179,8 @@ def load_sae(runtime: Runtime, ref: str, model_id: str | None = None, device: st
     settings = runtime.settings
     kind, detail = parse_ref(ref, settings, field)
     path = embedded_sae_dir(settings.cache_dir) if kind == EMBEDDED_SAE else Path(detail or "")
-    stamp = (path / "sae_weights.safetensors").stat().st_mtime if kind != "pretrained" and path.exists() else 0.0
+    weights = path / "sae_weights.safetensors"
+    stamp = weights.stat().st_mtime if kind != "pretrained" and weights.is_file() else 0.0
     key = (model_id or "", ref or EMBEDDED_SAE, str(device), stamp)
     return runtime.memo("features-sae", 8).get_or_compute(key, lambda: _load(kind, detail, path, ref, device, field))
 
@@ -195,8 +196,9 @@ def _load(kind: str, detail: str | None, path: Path, ref: str, device: Any, fiel
             "or the Train SAE button, or load an SAE from sae-lens by release:sae_id.", field=field
         )
     if kind in (EMBEDDED_SAE, "dir"):
-        if not (path / "cfg.json").is_file():
-            raise SAEError(f"{path} is not an sae-lens SAE directory (no cfg.json).", field=field)
+        missing = [name for name in ("cfg.json", "sae_weights.safetensors") if not (path / name).is_file()]
+        if missing:
+            raise SAEError(f"{path} is not an sae-lens SAE folder (no {' or '.join(missing)}).", field=field)
         try:
             sae = SAE.load_from_disk(str(path), device=str(device), dtype="float32")  # shipped fp16, computed in fp32
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes a message

@@ -26,7 +26,7 @@ def _err(resp, status: int, *words: str) -> dict:
     body = resp.get_json()
     assert body["status"] == status
     for word in words:
-        assert word in body["error"], body["error"]
+        assert word.lower() in body["error"].lower(), body["error"]
     return body
 
 
@@ -97,7 +97,7 @@ def test_lens_grid(client):
 def test_neuron_record(client, index_id, runtime):
     from analysis.neurons.index import open_index
 
-    index = open_index(M, index_id, runtime)
+    index = open_index(runtime, M, index_id)
     q = {"model": M, "layer": 2, "neuron": 5, "index": index_id}
     body = client.get("/api/v1/neuron", query_string=q).get_json()
     rec = index.unit(2, 5)

@@ -12,7 +12,7 @@ import pytest
 from analysis.settings import EMBEDDED_ENCODER, EMBEDDED_LM
 from app.figure import main, parse_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEXT = "The quick brown fox jumps over the lazy dog near Paris."
 
 
@@ -64,7 +64,7 @@ def test_regions_heatmap(runtime, minilm, tmp_path):
     rc, out = _run(["regions", "--model", EMBEDDED_ENCODER, "--n-per-label", "6", "--layer", "3",
                     "--categories", "prose,code"], tmp_path, "regions.svg")
     svg = out.read_text()
-    assert rc == 0 and "Regions of layer 3" in svg and "prose" in svg and "scripture" not in svg
+    assert rc == 0 and "Regions of L3 (state 3 of 6" in svg and "prose" in svg and "scripture" not in svg
 
 
 def test_neurons_logit_effects(runtime, smollm2, tmp_path):
@@ -72,7 +72,7 @@ def test_neurons_logit_effects(runtime, smollm2, tmp_path):
     from tests.helpers import ensure_index
 
     ensure_index(runtime)
-    index = open_index(EMBEDDED_LM, None, runtime)
+    index = open_index(runtime, EMBEDDED_LM, None)
     best = index.ranked(3, "max", 1)[0]["unit"]
     rc, out = _run(["neurons", "--layer", "3", "--neuron", str(best)], tmp_path, "neuron.svg")
     assert rc == 0 and f"Layer 3 · neuron {best}" in out.read_text()
@@ -90,9 +90,9 @@ def test_bad_values_are_clear_errors(runtime, smollm2, tmp_path, capsys):
     rc, out = _run(["tokens", "--model", "no/such-model", "--text", TEXT], tmp_path, "x.svg")
     assert rc == 2 and not out.exists() and "not in this dashboard's model list" in capsys.readouterr().err
     rc, _ = _run(["tokens", "--text", TEXT, "--tool", "sum", "--layer", "99"], tmp_path, "x.svg")
-    assert rc == 2 and "Layer must be a whole number in 0..29" in capsys.readouterr().err
+    assert rc == 2 and "Layer must be a whole number from 0 to 29; got 99." in capsys.readouterr().err
     rc, _ = _run(["lens", "--text", TEXT, "--statistic", "bogus"], tmp_path, "x.svg")
-    assert rc == 2 and "Unknown statistic 'bogus'" in capsys.readouterr().err
+    assert rc == 2 and "Statistic must be one of max_prob" in capsys.readouterr().err
     rc, _ = _run(["lens", "--text", TEXT], tmp_path, "x.gif")
     assert rc == 2 and "end it in .svg, .pdf or .png" in capsys.readouterr().err
     rc, _ = _run(["--url", "http://h/lens?sample=user"], tmp_path, "x.svg")

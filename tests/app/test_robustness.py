@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from analysis.settings import EMBEDDED_ENCODER, EMBEDDED_LM
+from tests.helpers import DashReply, dash_call
 
 GOOD = "The cat sat on the mat."
 HUGE = "lorem ipsum " * 8334  # 100,008 characters
@@ -37,6 +38,8 @@ def _text(component: Any) -> str:
         return str(component)
     if isinstance(component, list | tuple):
         return " ".join(_text(c) for c in component)
+    if isinstance(component, dict):  # a component as Dash serialises it
+        return _text(component.get("props", {}).get("children"))
     return _text(getattr(component, "children", None))
 
 
@@ -48,18 +51,31 @@ def _clear(message: Any, *words: str) -> None:
         assert word.lower() in text.lower(), text
 
 
-# ---- Tokens ------------------------------------------------------------------------------------
+def _refused(reply: DashReply, page: str, *words: str) -> str:
+    """The callback refused: its outputs are left as they were and one clear message shows."""
+    assert reply.outputs == {}, f"outputs changed on a refusal: {list(reply.outputs)}"
+    message = reply.message(page)
+    assert message is not None, f"no message shown: {reply.side}"
+    _clear(message, *words)
+    return message
+
 
 @pytest.fixture(scope="module")
-def tokens_cb(dash_app):
-    from callbacks import tokens
-
-    return tokens
+def call(client, dash_app):
+    return lambda output, values: dash_call(client, dash_app, output, values)
 
 
-def _tokens_ok(cb) -> dict:
-    _body, meta, _l, _h, msg, is_open = cb.load_samples(EMBEDDED_LM, ["user"], GOOD)
-    assert not is_open and meta["lengths"][0] > 3, msg
+# ---- Tokens ------------------------------------------------------------------------------------
+
+def _tokens_values(model=EMBEDDED_LM, samples=("user",), text=GOOD) -> dict:
+    return {"tokens-model.value": model, "tokens-sample.value": list(samples), "tokens-text.value": text,
+            "tokens-tool.value": "predictions"}
+
+
+def _tokens_ok(call) -> dict:
+    reply = call("tokens-strips.children", _tokens_values())
+    meta = reply.outputs["tokens-meta"]["data"]
+    assert meta["lengths"][0] > 3
     return meta
 
 
@@ -67,81 +83,89 @@ def _tokens_ok(cb) -> dict:
     (EMBEDDED_LM, "", ["empty"]),
     (EMBEDDED_LM, "   \n\t ", ["empty"]),
     (EMBEDDED_LM, HUGE, ["100,008", "20,000"]),
-    ("no/such-model", GOOD, ["no/such-model", "model list"]),
-    ("../../etc/passwd", GOOD, ["model list"]),
+    ("no/such-model", GOOD, ["no/such-model", "models"]),
+    ("../../etc/passwd", GOOD, ["../../etc/passwd", "models"]),
 ])
-def test_tokens_load_rejects(tokens_cb, smollm2, model, text, words):
+def test_tokens_load_rejects(call, smollm2, model, text, words):
     before = smollm2.forward_count
-    _body, meta, _l, _h, msg, is_open = tokens_cb.load_samples(model, ["user"], text)
-    assert is_open and meta is None
-    _clear(msg, *words)
+    _refused(call("tokens-strips.children", _tokens_values(model, text=text)), "tokens", *words)
     assert smollm2.forward_count == before
-    _tokens_ok(tokens_cb)
+    _tokens_ok(call)
 
 
-def test_tokens_unknown_and_too_many_samples(tokens_cb, smollm2):
-    _b, _m, _l, _h, msg, is_open = tokens_cb.load_samples(EMBEDDED_LM, ["no-such-sample"], None)
-    assert is_open
-    _clear(msg, "no-such-sample")
-    _b, _m, _l, _h, msg, is_open = tokens_cb.load_samples(EMBEDDED_LM, [], None)
-    assert is_open
-    _clear(msg, "sample")
-    _tokens_ok(tokens_cb)
+def test_tokens_unknown_and_too_many_samples(call, smollm2):
+    _refused(call("tokens-strips.children", _tokens_values(samples=["no-such-sample"], text=None)), "tokens",
+             "no-such-sample")
+    _refused(call("tokens-strips.children", _tokens_values(samples=[], text=None)), "tokens", "sample")
+    _tokens_ok(call)
 
 
-def test_tokens_random_unicode(tokens_cb, smollm2):
-    _b, meta, _l, _h, msg, is_open = tokens_cb.load_samples(EMBEDDED_LM, ["user"], UNICODE)
-    if is_open:
-        _clear(msg)
+def test_tokens_random_unicode(call, smollm2):
+    reply = call("tokens-strips.children", _tokens_values(text=UNICODE))
+    if reply.outputs:
+        assert reply.outputs["tokens-meta"]["data"]["lengths"][0] > 5
     else:
-        assert meta["lengths"][0] > 5
-    _tokens_ok(tokens_cb)
+        _refused(reply, "tokens")
+    _tokens_ok(call)
 
 
-@pytest.mark.parametrize("layer, head, words", [
-    (30, 0, ["layer", "0..29"]), (-1, 0, ["layer", "0..29"]), ("abc", 0, ["layer"]), (None, 0, ["layer"]),
-    (0, 9, ["head", "0..8"]), (0, -3, ["head"]), (0, 1e12, ["head"]),
+def _paint_values(meta: dict, layer: Any = 1, head: Any = 1, sel: dict | None = None, tool: str = "attention") -> dict:
+    return _tokens_values() | {
+        "tokens-meta.data": meta, "tokens-selected.data": sel or {"s": 0, "i": 2}, "tokens-tool.value": tool,
+        "tokens-site.value": "hook_resid_post", "tokens-layer.value": layer, "tokens-head.value": head,
+        "tokens-mean.value": False, "tokens-direction.value": "from", "tokens-rope.value": "full",
+        "tokens-sim.value": "tokens", "tokens-dim.value": 0, "tokens-norm.value": "none"}
+
+
+@pytest.mark.parametrize("layer, head, field, words", [
+    (30, 0, "tokens-layer", ["layer", "0 to 29", "30"]), (-1, 0, "tokens-layer", ["layer", "0 to 29"]),
+    ("abc", 0, "tokens-layer", ["layer", "abc"]), (None, 0, "tokens-layer", ["layer", "required"]),
+    (0, 9, "tokens-head", ["head", "0 to 8"]), (0, -3, "tokens-head", ["head"]),
+    (0, 1e12, "tokens-head", ["head", "0 to 8"]),
 ])
-def test_tokens_paint_bad_layer_head(tokens_cb, smollm2, layer, head, words):
-    meta = _tokens_ok(tokens_cb)
+def test_tokens_paint_bad_layer_head(call, smollm2, layer, head, field, words):
+    meta = _tokens_ok(call)
     before = smollm2.forward_count
-    args = ({"s": 0, "i": 2}, "attention", "hook_resid_post", layer, head, False, "from", "full", "tokens", 0, "none",
-            EMBEDDED_LM, ["user"], GOOD)
-    data, _leg, _notes, msg, is_open = tokens_cb.paint(meta, *args)
-    assert is_open
-    _clear(msg, *words)
+    reply = call("tokens-paint.data", _paint_values(meta, layer, head))
+    _refused(reply, "tokens", *words)
+    assert reply.field_error(field) is not None, reply.side  # marked beside its own field
     assert smollm2.forward_count == before
-    good = tokens_cb.paint(meta, {"s": 0, "i": 2}, "attention", "hook_resid_post", 1, 1, False, "from", "full",
-                           "tokens", 0, "none", EMBEDDED_LM, ["user"], GOOD)
-    assert good[4] is False and len(good[0]["values"][0]) == meta["lengths"][0]
+    good = call("tokens-paint.data", _paint_values(meta)).outputs["tokens-paint"]["data"]
+    assert len(good["values"][0]) == meta["lengths"][0]
 
 
-def test_tokens_selection_out_of_range_is_clamped(tokens_cb, smollm2):
-    meta = _tokens_ok(tokens_cb)
-    data, *_rest, is_open = tokens_cb.paint(meta, {"s": 9, "i": 10**9}, "loss", "hook_resid_post", 0, 0, False,
-                                            "from", "full", "tokens", 0, "none", EMBEDDED_LM, ["user"], GOOD)
-    assert not is_open and data["sel"] == [0, meta["lengths"][0] - 1]
+def test_tokens_selection_out_of_range_is_clamped(call, smollm2):
+    meta = _tokens_ok(call)
+    reply = call("tokens-paint.data", _paint_values(meta, 0, 0, {"s": 9, "i": 10**9}, tool="loss"))
+    assert reply.outputs["tokens-paint"]["data"]["sel"] == [0, meta["lengths"][0] - 1]
 
 
-def test_tokens_bad_highlight_dims(tokens_cb, smollm2):
-    meta = _tokens_ok(tokens_cb)
-    out = tokens_cb.panel(meta, {"s": 0, "i": 1}, "scatter", "hook_resid_post", 0, "none", 0, "12, 99999, x" + HUGE,
-                          EMBEDDED_LM, ["user"], GOOD)
-    _clear(out, "99999", "0..575")
+def test_tokens_bad_highlight_dims(call, smollm2):
+    meta = _tokens_ok(call)
+    values = _paint_values(meta) | {"tokens-tabs.active_tab": "scatter", "tokens-highlight.value": "12, 99999, x" + HUGE}
+    reply = call("tokens-panel.children", values)
+    _refused(reply, "tokens", "highlight")
+    assert reply.field_error("tokens-highlight") is not None
+
+
+def test_an_alert_closes_on_the_next_success(call):
+    """The alert a callback opened closes when that callback next succeeds; a field mark clears likewise."""
+    bad = call("tokens-strips.children", _tokens_values(text=""))
+    owner = bad.side["tokens-error-owner"]["data"]
+    good = call("tokens-strips.children", _tokens_values() | {"tokens-error-owner.data": owner})
+    assert good.side["tokens-error"] == {"is_open": False}
+    meta = good.outputs["tokens-meta"]["data"]
+    assert call("tokens-paint.data", _paint_values(meta)).side["tokens-layer"] == {"invalid": False}
 
 
 # ---- Lens --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def lens_cb(dash_app):
-    from callbacks import lens
-
-    return lens
-
-
-def _lens(cb, model=EMBEDDED_LM, text=GOOD, stat="kl_final", view="logit", residual="resid", div="js", start=0,
-          width=8, source=""):
-    return cb.update(model, "user", text, stat, view, residual, div, start, width, source, None)
+def _lens(call, model=EMBEDDED_LM, text=GOOD, stat="kl_final", view="logit", residual="resid", div="js", start=0,
+          width=8, source="", scale="auto") -> DashReply:
+    return call("lens-grid.figure", {
+        "lens-model.value": model, "lens-sample.value": "user", "lens-text.value": text, "lens-stat.value": stat,
+        "lens-view.value": view, "lens-residual.value": residual, "lens-div.value": div, "lens-start.value": start,
+        "lens-width.value": width, "lens-source.value": source, "lens-scale.value": scale})
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -151,49 +175,45 @@ def _lens(cb, model=EMBEDDED_LM, text=GOOD, stat="kl_final", view="logit", resid
     ({"stat": "bogus"}, ["bogus"]),
     ({"view": "sideways"}, ["sideways"]),
     ({"residual": "nope"}, ["nope"]),
-    ({"view": "diff", "div": "xx", "source": "/nonexistent/lens"}, ["lens"]),
-    ({"width": 999}, ["256"]),
-    ({"width": 0}, ["between 1 and 256"]),
+    ({"scale": "sqrt"}, ["sqrt"]),
+    ({"view": "diff", "div": "xx"}, ["divergence", "xx"]),
+    ({"view": "tuned", "source": "/nonexistent/lens"}, ["/nonexistent/lens"]),
+    ({"width": 999}, ["1 to 256"]),
+    ({"width": 0}, ["1 to 256"]),
     ({"start": 5000}, ["start"]),
     ({"start": 500}, ["start"]),
-    ({"source": "../../../../etc"}, ["lens"]),
+    ({"source": "../../../../etc", "view": "tuned"}, ["lens"]),
 ])
-def test_lens_rejects(lens_cb, smollm2, kwargs, words):
+def test_lens_rejects(call, smollm2, kwargs, words):
     before = smollm2.forward_count if kwargs.get("text") in ("", HUGE) else None
-    if kwargs.get("view") is None and "source" in kwargs:
-        kwargs["view"] = "tuned"
-    fig, _summary, _max, _note, msg, is_open, state, _style = _lens(lens_cb, **kwargs)
-    assert is_open, f"no alert for {kwargs}"
-    _clear(msg, *words)
+    _refused(_lens(call, **kwargs), "lens", *words)
     if before is not None:
         assert smollm2.forward_count == before
-    good = _lens(lens_cb)
-    assert good[5] is False and good[0].data[0].type == "heatmap"
+    assert _lens(call).outputs["lens-grid"]["figure"]["data"][0]["type"] == "heatmap"
 
 
-def test_lens_random_unicode(lens_cb, smollm2):
-    out = _lens(lens_cb, text=UNICODE)
-    if out[5]:
-        _clear(out[4])
+def test_lens_random_unicode(call, smollm2):
+    reply = _lens(call, text=UNICODE)
+    if reply.outputs:
+        assert reply.outputs["lens-grid"]["figure"]["data"][0]["type"] == "heatmap"
     else:
-        assert out[0].data[0].type == "heatmap"
-    assert _lens(lens_cb)[5] is False
+        _refused(reply, "lens")
+    assert _lens(call).outputs
 
 
 # ---- Regions -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def regions_cb(dash_app):
-    from callbacks import regions
-
-    return regions
-
 
 def _upload(raw: bytes, mime: str = "text/csv") -> str:
     return f"data:{mime};base64," + base64.b64encode(raw).decode()
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def _load(call, source="upload", n=6, contents=None, filename=None) -> DashReply:
+    return call("regions-dataset.data", {"regions-source.value": source, "regions-n.value": n,
+                                         "regions-upload.contents": contents, "regions-upload.filename": filename,
+                                         "regions-load.n_clicks": 1})
 
 
 @pytest.mark.parametrize("contents, filename, words", [
@@ -208,140 +228,151 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
     ("data:text/csv;base64," + "A" * 28_000_000, "huge.csv", ["huge.csv", "upload limit"]),
     ("not a data url", "x.csv", ["empty"]),
 ])
-def test_regions_bad_uploads(regions_cb, contents, filename, words):
-    with pytest.raises(Exception) as info:
-        regions_cb.load_dataset("upload", 6, contents, filename, None, None, None)
-    from callbacks.common import friendly
-
-    _clear(friendly(info.value), *words)
-    summary = regions_cb.load_dataset("upload", 6, _upload(b"text,label\nhello there,a\ngood bye,b\n"), "ok.csv",
-                                      None, None, None)
-    assert summary["n"] == 2
+def test_regions_bad_uploads(call, contents, filename, words):
+    _refused(_load(call, contents=contents, filename=filename), "regions", *words)
+    good = _load(call, contents=_upload(b"text,label\nhello there,a\ngood bye,b\n"), filename="ok.csv")
+    assert good.outputs["regions-dataset"]["data"]["n"] == 2
 
 
-def test_regions_upload_with_unicode_and_huge_texts(regions_cb, minilm):
+def test_regions_upload_with_unicode_and_huge_texts(call, minilm):
     rows = "text,label\n" + "\n".join(f'"{UNICODE.replace(chr(34), "")[:80]}",{lab}' for lab in "ab" * 3)
     rows += f'\n"{HUGE}",a\n'
-    try:
-        summary = regions_cb.load_dataset("upload", 6, _upload(rows.encode("utf-8", "surrogatepass")), "u.csv",
-                                          None, None, None)
-    except Exception as exc:  # noqa: BLE001 - a clear refusal is fine too
-        from callbacks.common import friendly
-
-        _clear(friendly(exc))
-        return
-    assert summary["n"] >= 2
+    reply = _load(call, contents=_upload(rows.encode("utf-8", "surrogatepass")), filename="u.csv")
+    if reply.outputs:
+        assert reply.outputs["regions-dataset"]["data"]["n"] >= 2
+    else:
+        _refused(reply, "regions")
 
 
 @pytest.mark.parametrize("n, words", [(0, ["per label"]), ("many", ["whole number"]), (10**9, ["5,000"])])
-def test_regions_builtin_bad_counts(regions_cb, n, words):
-    from callbacks.common import friendly
-
-    with pytest.raises(Exception) as info:
-        regions_cb.load_dataset("builtin", n, None, None, None, None, None)
-    _clear(friendly(info.value), *words)
+def test_regions_builtin_bad_counts(call, n, words):
+    _refused(_load(call, source="builtin", n=n), "regions", *words)
 
 
-def test_regions_unknown_model_and_bad_views(regions_cb, minilm):
-    from callbacks.common import friendly
+@pytest.fixture(scope="module")
+def regions_acts(call, minilm):
+    from callbacks import regions
 
-    summary = regions_cb.load_dataset("builtin", 6, None, None, None, None, None)
-    with pytest.raises(Exception) as info:
-        regions_cb.extraction_job(lambda _p: None, summary, "no/such-model", "first")
-    _clear(friendly(info.value), "no/such-model")
-    with pytest.raises(Exception) as info:
-        regions_cb.extraction_job(lambda _p: None, summary, EMBEDDED_ENCODER, "sideways")
-    _clear(friendly(info.value), "sideways")
-    acts = regions_cb.extraction_job(lambda _p: None, summary, EMBEDDED_ENCODER, "first")
-    for method, k, grid, seed, words in [("pca", 40, 10, 42, ["n_components"]), ("tsne", 2, 10, 42, ["tsne"]),
-                                         ("pca", "two", 10, 42, ["whole number"]), ("pca", 2, 10**6, 42, ["grid"])]:
-        out = regions_cb.on_reduce(acts, method, k, grid, seed, None, None)
-        assert out[-1] is True
-        _clear(out[-2], *words)
-    store = regions_cb.on_reduce(acts, "pca", 2, 10, 42, None, None)[0]
-    fig, _box, _scatter = regions_cb.on_heatmap(store, 999, ["prose"], False)
-    assert fig.data, "an out-of-range layer is clamped to the last layer"
-    fig, _metrics, _deg = regions_cb.on_graph(store, ["nope"], 0.3)
-    _clear(fig.layout.annotations[0].text, "nope")
-    fig, _metrics, _deg = regions_cb.on_graph(store, ["prose"], "high")
-    _clear(fig.layout.annotations[0].text, "threshold")
-    fig, _metrics, _deg = regions_cb.on_graph(store, ["prose", "code"], 0.3)
-    assert {"prose", "code"} <= {t.name for t in fig.data}
+    summary = _load(call, source="builtin", n=6).outputs["regions-dataset"]["data"]
+    return summary, regions.run_extraction(summary, EMBEDDED_ENCODER, "first")
 
 
-def test_regions_svd_on_default_pooling(regions_cb, minilm):
-    summary = regions_cb.load_dataset("builtin", 6, None, None, None, None, None)
-    acts = regions_cb.extraction_job(lambda _p: None, summary, EMBEDDED_ENCODER, "first")
-    out = regions_cb.on_reduce(acts, "svd", 2, 10, 42, None, None)
-    assert out[-1] is False, out[-2]
+def test_regions_extraction_refusals(call, runtime, regions_acts):
+    summary, _acts = regions_acts
+    values = {"regions-dataset.data": summary, "regions-model.value": "no/such-model", "regions-pooling.value": "first",
+              "regions-extract-start.n_clicks": 1}
+    reply = call("regions-extract-key.data", values)
+    if reply.outputs:  # the unknown model is found by the job itself: its failure names the model
+        status = runtime.jobs.wait(reply.outputs["regions-extract-key"]["data"], timeout=60)
+        assert status is not None and status.state == "failed"
+        _clear(status.error, "no/such-model")
+    else:
+        _refused(reply, "regions", "no/such-model")
+    _refused(call("regions-extract-key.data", values | {"regions-model.value": EMBEDDED_ENCODER,
+                                                        "regions-pooling.value": "sideways"}), "regions", "sideways")
+
+
+def _reduce(call, acts, method="pca", k=2, grid=10, seed=42) -> DashReply:
+    return call("regions-reduced.data", {"regions-acts.data": acts, "regions-method.value": method,
+                                         "regions-k.value": k, "regions-grid.value": grid, "regions-seed.value": seed})
+
+
+@pytest.mark.parametrize("method, k, grid, seed, words", [
+    ("pca", 40, 10, 42, ["components", "2 to 17"]), ("tsne", 2, 10, 42, ["tsne"]), ("pca", "two", 10, 42, ["whole number"]),
+    ("pca", 2, 10**6, 42, ["grid"]), ("pca", 2, 10, -1, ["random state", "-1"]),
+])
+def test_regions_bad_reductions(call, regions_acts, method, k, grid, seed, words):
+    _refused(_reduce(call, regions_acts[1], method, k, grid, seed), "regions", *words)
+
+
+def test_regions_bad_views(call, regions_acts):
+    store = _reduce(call, regions_acts[1]).outputs["regions-reduced"]["data"]
+    heat = call("regions-heatmap.figure", {"regions-reduced.data": store, "regions-layer.value": 999,
+                                           "regions-cats.value": ["prose"], "regions-scatter.value": False})
+    _refused(heat, "regions", "layer", "999")
+    graph = {"regions-reduced.data": store, "regions-graph-cats.value": ["prose", "code"], "regions-threshold.value": 0.3}
+    reply = call("regions-graph.figure", graph | {"regions-threshold.value": "high"})
+    _refused(reply, "regions", "threshold")
+    assert reply.field_error("regions-threshold") is not None
+    _refused(call("regions-graph.figure", graph | {"regions-min-weight.value": -1}), "regions", "edge weight")
+    fig = call("regions-graph.figure", graph).outputs["regions-graph"]["figure"]
+    assert {"prose", "code"} <= {t.get("name") for t in fig["data"]}
+
+
+def test_regions_svd_on_default_pooling(call, regions_acts):
+    assert _reduce(call, regions_acts[1], "svd").outputs["regions-reduced"]["data"]["params"]["method"] == "svd"
 
 
 # ---- Features ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def features(dash_app, tmp_path_factory, runtime):
-    from callbacks import features
+def sae(tmp_path_factory, runtime):
     from tests.helpers import make_sae
 
-    return features, make_sae(tmp_path_factory.mktemp("robust-sae") / "sae", seed=5)
+    return make_sae(tmp_path_factory.mktemp("robust-sae") / "sae", seed=5)
 
 
-def _dash(cb, sae, model=EMBEDDED_LM, text=GOOD, feature=3, sae_ref=None):
-    out = cb.on_dashboard(model, "user", text, sae if sae_ref is None else sae_ref, feature, None, 2000, "dash")
-    return out[11], out[12], out
+def _dash(call, sae, model=EMBEDDED_LM, text=GOOD, feature=3, sae_ref=None) -> DashReply:
+    return call("features-info.children", {
+        "features-model.value": model, "features-sample.value": "user", "features-text.value": text,
+        "features-sae.value": sae if sae_ref is None else sae_ref, "features-feature.value": feature,
+        "features-scan-tokens.value": 2000, "features-tab.active_tab": "dash"})
 
 
 @pytest.mark.parametrize("kwargs, words", [
     ({"text": ""}, ["empty"]),
     ({"text": HUGE}, ["20,000"]),
     ({"model": "no/such-model"}, ["no/such-model"]),
-    ({"feature": 96}, ["[0, 95]"]),
-    ({"feature": -1}, ["[0, 95]"]),
+    ({"feature": 96}, ["0 to 95"]),
+    ({"feature": -1}, ["0 to 95"]),
     ({"feature": "abc"}, ["feature"]),
-    ({"sae_ref": "/nonexistent/sae"}, ["/nonexistent/sae", "not found"]),
-    ({"sae_ref": "../../etc"}, ["sae"]),
+    ({"sae_ref": "/nonexistent/sae"}, ["/nonexistent/sae"]),
+    ({"sae_ref": "../../etc"}, ["sae-lens sae folder", "cfg.json"]),
 ])
-def test_features_dashboard_rejects(features, smollm2, kwargs, words):
-    cb, sae = features
+def test_features_dashboard_rejects(call, sae, smollm2, kwargs, words):
     before = smollm2.forward_count
-    msg, is_open, _out = _dash(cb, sae, **kwargs)
-    assert is_open
-    _clear(msg, *words)
+    _refused(_dash(call, sae, **kwargs), "features", *words)
     if kwargs.get("text") in ("", HUGE):
         assert smollm2.forward_count == before
-    msg, is_open, out = _dash(cb, sae)
-    assert not is_open and out[4].data
+    assert _dash(call, sae).outputs["features-logits"]["figure"]["data"]
 
 
-def test_features_random_unicode(features, smollm2):
-    cb, sae = features
-    msg, is_open, _out = _dash(cb, sae, text=UNICODE)
-    if is_open:
-        _clear(msg)
-    assert _dash(cb, sae)[1] is False
+def test_features_random_unicode(call, sae, smollm2):
+    reply = _dash(call, sae, text=UNICODE)
+    if not reply.outputs:
+        _refused(reply, "features")
+    assert _dash(call, sae).outputs
 
 
-def test_features_steer_and_search_bounds(features, smollm2):
-    cb, sae = features
+def test_features_steer_and_search_bounds(call, sae, smollm2):
     before = smollm2.forward_count
-    out = cb.on_steer(1, EMBEDDED_LM, sae, 3, HUGE, "add", 8.0, 5)
-    _clear(out, "2,000")
+    steer = {"features-model.value": EMBEDDED_LM, "features-sae.value": sae, "features-feature.value": 3,
+             "features-steer-prompt.value": "Hello", "features-steer-mode.value": "add",
+             "features-steer-strength.value": 8.0, "features-steer-n.value": 5, "features-steer-run.n_clicks": 1}
+    _refused(call("features-steer-box.children", steer | {"features-steer-prompt.value": HUGE}), "features", "2,000")
     assert smollm2.forward_count == before
-    _clear(cb.on_steer(1, EMBEDDED_LM, sae, 3, "Hello", "add", 8.0, 500), "new tokens", "80")
-    _clear(cb.on_steer(1, EMBEDDED_LM, sae, 3, "Hello", "add", float("nan"), 5), "finite")
-    _clear(cb.on_search(1, None, EMBEDDED_LM, None, sae, HUGE, 2000))
+    _refused(call("features-steer-box.children", steer | {"features-steer-n.value": 500}), "features",
+             "new tokens", "80")
+    _refused(call("features-steer-box.children", steer | {"features-steer-strength.value": "nan"}), "features",
+             "strength")
+    search = {"features-model.value": EMBEDDED_LM, "features-sae.value": sae, "features-search-token.value": HUGE,
+              "features-scan-tokens.value": 2000, "features-search-run.n_clicks": 1}
+    _refused(call("features-search-box.children", search), "features", "token")
     assert smollm2.forward_count == before
 
 
 # ---- Neurons -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def neurons_cb(dash_app, runtime, smollm2):
-    from callbacks import neurons
+def indexed(runtime, smollm2):
     from tests.helpers import ensure_index
 
     ensure_index(runtime)
-    return neurons
+
+
+def _neuron(call, model=EMBEDDED_LM, layer="3", neuron=0) -> DashReply:
+    return call("neurons-title.children", {"neurons-model.value": model, "neurons-layer.value": layer,
+                                           "neurons-neuron.value": neuron, "neurons-whole.value": False})
 
 
 @pytest.mark.parametrize("model, layer, neuron, words", [
@@ -354,28 +385,29 @@ def neurons_cb(dash_app, runtime, smollm2):
     (EMBEDDED_LM, "3", "x" * 1000, ["neuron"]),
     (EMBEDDED_LM, "3", 10**30, ["neuron"]),
 ])
-def test_neurons_show_rejects(neurons_cb, model, layer, neuron, words):
-    out = neurons_cb.show_neuron(model, layer, neuron, False)
-    assert out[10] is True
-    _clear(out[9], *words)
-    good = neurons_cb.show_neuron(EMBEDDED_LM, "3", 0, False)
-    assert good[10] is False and "Layer 3" in good[0]
+def test_neurons_show_rejects(call, indexed, model, layer, neuron, words):
+    _refused(_neuron(call, model, layer, neuron), "neurons", *words)
+    assert "Layer 3" in _text(_neuron(call).outputs["neurons-title"]["children"])
 
 
 @pytest.mark.parametrize("token", ["", HUGE, UNICODE, "\x00"])
-def test_neurons_search_bad_tokens(neurons_cb, smollm2, token):
+def test_neurons_search_bad_tokens(call, indexed, smollm2, token):
     before = smollm2.forward_count
-    out = neurons_cb.search(1, None, token, EMBEDDED_LM)
-    text = _text(out)
-    assert text and UNEXPECTED not in text
+    reply = call("neurons-search-results.children", {"neurons-search.value": token, "neurons-model.value": EMBEDDED_LM,
+                                                     "neurons-search-button.n_clicks": 1})
+    if reply.outputs:
+        _clear(reply.outputs["neurons-search-results"]["children"])
+    else:
+        _refused(reply, "neurons", "token")
     assert smollm2.forward_count == before
 
 
-def test_neurons_graph_and_compare_bad_indices(neurons_cb):
-    fig, _patterns = neurons_cb.show_graph(EMBEDDED_LM, "3", 99999)
-    _clear(fig.layout.annotations[0].text, "99999")
-    box, _fig = neurons_cb.compare(EMBEDDED_LM, "3", 0, "28", 5)
-    _clear(box, "28")
+def test_neurons_graph_and_compare_bad_indices(call, indexed):
+    _refused(call("neurons-graph.figure", {"neurons-model.value": EMBEDDED_LM, "neurons-layer.value": "3",
+                                           "neurons-neuron.value": 99999}), "neurons", "99999")
+    _refused(call("neurons-compare.children", {"neurons-model.value": EMBEDDED_LM, "neurons-layer.value": "3",
+                                               "neurons-neuron.value": 0, "neurons-layer-b.value": "28",
+                                               "neurons-neuron-b.value": 5}), "neurons", "28")
 
 
 # ---- JSON API ----------------------------------------------------------------------------------

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from analysis.capture import capture
-from analysis.neurons.index import build_index, neuron_logits, open_index, token_decoder
-from analysis.neurons.scanner import QUANTILES
-from analysis.neurons.store import NeuronIndex, NotFound
+from analysis.jobs import Job
+from analysis.neurons import QUANTILES, NeuronIndex, NotFound, build_index, neuron_logits, open_index
 from tests.helpers import ensure_index, index_config
 
 LAYERS = [0, 1, 2, 3]
@@ -22,7 +21,7 @@ LAYERS = [0, 1, 2, 3]
 @pytest.fixture(scope="module")
 def index(runtime, smollm2) -> NeuronIndex:
     path = ensure_index(runtime)
-    return NeuronIndex(path, token_decoder(smollm2))
+    return NeuronIndex(path, smollm2.decode)
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +116,22 @@ def test_unknown_layer_and_neuron(index):
 
 def test_resume_gives_the_same_index(runtime, index, tmp_path):
     path = tmp_path / "resume.sqlite"
+    job = Job()
     calls = {"n": 0}
 
-    def stop_after_one() -> bool:
+    def stop_after_one() -> bool:  # the one cancel rule: asked before every batch
         calls["n"] += 1
-        return calls["n"] > 1
+        if calls["n"] > 1:
+            job.cancel()
+        return job._stop.is_set()
 
-    build_index(index_config(), runtime, should_stop=stop_after_one, path=path)
+    job.should_stop = stop_after_one  # type: ignore[method-assign]
+    build_index(runtime, index_config(), job, path=path)
     half = NeuronIndex(path)
     assert half.meta["status"] == "stopped" and not half.complete
     assert half._query("SELECT COUNT(*) FROM batches")[0][0] == 1
     half.close()
-    build_index(index_config(), runtime, path=path)
+    build_index(runtime, index_config(), path=path)
     again = NeuronIndex(path)
     assert again.complete
     for table, cols in (("units", "grp, unit, max_act, min_act, mean_act, frac_pos, top_tokens"),
@@ -163,7 +166,7 @@ def test_logit_effects_match_manual(smollm2):
 
 
 def test_pattern_graph_reproduces_pruned_activation(runtime, index, smollm2):
-    from analysis.neurons.index import special_prefix
+    from analysis.io import special_prefix
     from analysis.neurons.graph import neuron_graph, unit_activations
 
     layer, unit = 3, index.ranked(3, "max", 1)[0]["unit"]
@@ -199,12 +202,15 @@ class _FakeLLM(BaseHTTPRequestHandler):
 
 
 def test_explanations_summary_and_llm_request(index, settings):
-    from analysis.neurons.explain import _show, llm_explanation, summary_text
+    from analysis.explain import show
+    from analysis.neurons.explain import unit_llm_explanation as llm_explanation
+    from analysis.neurons.explain import unit_summary as summary_text
 
     rec = index.unit(2, 5)
     text = summary_text(rec)
     first = rec.top_tokens[0]
-    assert f"'{_show(first['token'])}' ({first['count']})" in text and f"{rec.max_act:.3g}" in text
+    assert f"'{show(first['token'])}' ({first['count']})" in text and f"{rec.max_act:.3g}" in text
+    assert "\\n" not in text  # newlines read as ↵, never a literal backslash-n
     assert llm_explanation(settings, rec) is None  # off by default
     server = HTTPServer(("127.0.0.1", 0), _FakeLLM)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -223,66 +229,102 @@ def test_explanations_summary_and_llm_request(index, settings):
 
 
 def test_callbacks_render_a_neuron(runtime, index):
-    from callbacks.neurons import compare, ranked_options, search, show_neuron
+    from analysis.errors import GlassboxError
+    from callbacks.neurons import ranked_options, search, show_compare, show_neuron, try_text
     from components.neurons_view import neuron_href
 
     model = index.model_id
-    open_index(model, index.index_id, runtime)
-    out = show_neuron(model, "2", 5, False)
-    assert out[-1] is False, out[-2]
+    open_index(runtime, model, index.index_id)
+    out = show_neuron(model, "2", 5, False, None)
     assert "Layer 2" in out[0]
     snippets = out[3]
-    assert len(snippets.children) == len(index.snippets(2, 5))
-    whole = show_neuron(model, "2", 5, True)
-    assert whole[-1] is False
-    opts = ranked_options(model, "2", "range")
+    assert len(snippets.children) == len(index.snippets(2, 5)) + 1  # + the line stating the colour scale
+    assert "site=mlp.hook_post" in out[8] and "dim=5" in out[8]  # the neuron on a text, in Tokens
+    show_neuron(model, "2", 5, True, None)
+    opts, shown = ranked_options(model, "2", "range", 5, None)
     assert opts and isinstance(opts[0]["value"], int)
+    top = opts[0]["value"]
+    assert ranked_options(model, "2", "range", top, None)[1] == top  # the picker follows the typed neuron
     res = search(1, None, "the", model)
     assert "/neurons?" in str(res) or "No neuron" in str(res)
-    cmp_view, fig = compare(model, "2", 5, "3", 9)
+    cmp_view, fig = show_compare(model, "2", 5, "3", 9)
     assert "cosine" in str(cmp_view)
-    bad = show_neuron(model, "2", 99999, False)
-    assert bad[-1] is True and "0..1535" in bad[-2]
+    with pytest.raises(NotFound, match="0..1535"):
+        show_neuron(model, "2", 99999, False, None)
+    with pytest.raises(GlassboxError, match="Layer .* must be a whole number") as bad:
+        show_neuron(model, "abc", 5, False, None)
+    assert bad.value.field == "neurons-layer"
     assert neuron_href(model, 2, 5).startswith("/neurons?model=")
-    none = show_neuron("embedded:all-minilm-l6-v2", None, 0, False)
-    assert none[-1] is True and "No neuron index" in none[-2] and "make index" in none[-2]
+    with pytest.raises(GlassboxError, match="No neuron index .* default build"):
+        show_neuron("embedded:all-minilm-l6-v2", None, 0, False, None)
+    tried = try_text(1, None, model, "2", 5, "The cat sat on the mat.")
+    assert "max on this text" in str(tried)
 
 
 def test_whole_rows_match_the_window(runtime, index):
-    from analysis.neurons.views import whole_rows
+    from analysis.neurons import unit_on_text, whole_rows
 
-    opened = open_index(index.model_id, index.index_id, runtime)
-    rows = whole_rows(index.model_id, 1, 33, opened.index_id, runtime=runtime)
+    opened = open_index(runtime, index.model_id, index.index_id)
+    rows = whole_rows(runtime, index.model_id, 1, 33, opened.index_id)
     snippets = index.snippets(1, 33)
     for row, s in zip(rows, snippets, strict=True):
         assert row["acts"][s.pos] == pytest.approx(s.act, rel=1e-3, abs=1e-3)
         assert row["tokens"][s.start : s.start + len(s.tokens)] == s.tokens
+    text = runtime.text(None, "Paris is the capital of France.")
+    mine = unit_on_text(runtime, index.model_id, 1, 33, text)
+    direct = runtime.run(index.model_id, text, ["blocks.1.mlp.hook_post"]).act("blocks.1.mlp.hook_post")[:, 33]
+    assert mine["acts"] == pytest.approx(direct.tolist(), abs=1e-6)
 
 
 def test_page_build_job_reports_progress(runtime, smollm2):
-    """The page's background build (called directly) builds a tiny index and reports progress + ETA."""
-    from analysis.neurons.index import _parse_layers, index_path
-    from analysis.neurons.scanner import IndexConfig
-    from callbacks.neurons import build, refresh_index
+    """The page's build job (run in the runtime's job registry, as the page does) builds a tiny index and
+    reports every phase, with throughput and ETA while it runs; a second start joins the same job."""
+    from callbacks.neurons import build_job, refresh_index
 
-    # an index left complete in the persistent cache dir by an earlier run would be reused without progress
-    cfg = IndexConfig(model_id=smollm2.model_id, corpus="fortunes", n_tokens=96, layers=_parse_layers("0"))
-    for stale in index_path(runtime, cfg).parent.glob(index_path(runtime, cfg).name + "*"):
-        stale.unlink()
+    key, title, work = build_job(smollm2.model_id, "fortunes", 96, "0")
     reports = []
-    status = build(reports.append, 1, smollm2.model_id, "fortunes", 96, "0")
-    assert status.startswith("Index ready"), status
-    assert reports and reports[-1][0] == 100 and "tok/s" in reports[-1][1] and "ETA" in reports[-1][1]
-    summary, layers = refresh_index(smollm2.model_id, status)
+    status = runtime.jobs.start(key, title, lambda job: (setattr(job, "_min_interval", 0),
+                                                        setattr(job, "_on_progress", _both(job._on_progress, reports.append)),
+                                                        work(job))[-1])
+    assert runtime.jobs.start(key, title, work) is status  # single flight: a second visitor joins
+    runtime.jobs.wait(key, 300)
+    assert status.state == "done", status.error
+    phases = [p.phase for p in reports]
+    assert phases[0].startswith("loading") or "packing the corpus" in phases
+    assert any(p.startswith("running") for p in phases) and "writing the index" in phases
+    running = [p for p in reports if p.phase.startswith("running") and p.done]
+    assert running[-1].unit == "tokens" and running[-1].done == running[-1].total
+    summary, layers, chosen, _key, _poll = refresh_index(smollm2.model_id, None, None)
     assert any(o["value"] == "0" for o in layers) and "fortunes" in str(summary)
-    bad = build(reports.append, 1, smollm2.model_id, "nonsense-corpus", 96, "0")
-    assert bad.startswith("Build failed") and "nonsense-corpus" in bad
+    bad_key, bad_title, bad_work = build_job(smollm2.model_id, "nonsense-corpus", 96, "0")
+    failed = runtime.jobs.start(bad_key, bad_title, bad_work)
+    runtime.jobs.wait(bad_key, 60)
+    assert failed.state == "failed" and "nonsense-corpus" in failed.error
+    from analysis.errors import InputError
+
+    for tokens, words in ((3000, None), (2000, None), ("abc", "whole number from 16"), (5, "from 16 to")):
+        if words is None:
+            assert build_job(smollm2.model_id, "training", tokens, "")[0].startswith("neurons-build:")  # round numbers
+        else:
+            with pytest.raises(InputError, match=words):
+                build_job(smollm2.model_id, "training", tokens, "")
+    with pytest.raises(InputError, match="Layers must be a whole number from 0 to 29; got 'abc'"):
+        build_job(smollm2.model_id, "training", 3000, "abc")
+
+
+def _both(first, second):
+    def call(progress):
+        if first is not None:
+            first(progress)
+        second(progress)
+
+    return call
 
 
 def test_sites_without_a_hook_edit_are_folded_in_after_the_pass(smollm2):
     """Groups on a site that capture cannot edit (here hook_resid_mid) are captured and folded in after
     the forward; groups on editable sites are folded in during it. Both equal a direct capture."""
-    from analysis.neurons.scanner import Group, IndexConfig, Scanner, make_batches, mlp_group
+    from analysis.neurons import Group, IndexConfig, Scanner, make_batches, mlp_group
 
     rows = [list(range(100, 100 + n)) for n in (12, 9, 12, 7)]
     groups = [Group(name="mid1", kind="mlp", site="blocks.1.hook_resid_mid", width=smollm2.info.d_model, layer=1),
@@ -290,7 +332,7 @@ def test_sites_without_a_hook_edit_are_folded_in_after_the_pass(smollm2):
     cfg = IndexConfig(model_id="test", top_k=3, before=2, after=1, sample_tokens=16, batch_size=2)
     scanner = Scanner(smollm2, cfg, groups, sum(len(r) for r in rows))
     with torch.inference_mode():
-        for row_ids, ids, mask in make_batches(rows, 2, 0):
+        for row_ids, ids, mask in make_batches(rows, 2, 0):  # resid_mid is not observable in the pass
             scanner.step(row_ids, ids, mask)
     for g in groups:
         direct = [capture(smollm2, torch.tensor([r]), [g.site], logits=False).acts[g.site][0].float() for r in rows]

@@ -6,16 +6,14 @@ import pytest
 import torch
 
 from analysis.capture import capture
-from analysis.neurons.index import build_index, token_decoder
-from analysis.neurons.scanner import IndexConfig
-from analysis.neurons.store import NeuronIndex
+from analysis.neurons import IndexConfig, NeuronIndex, build_index
 from analysis.settings import EMBEDDED_LM
 
 
 def test_sae_features_are_indexed(runtime, smollm2, tmp_path):
     from sae_lens import StandardSAE, StandardSAEConfig
 
-    from analysis.features.sae import load_sae
+    from analysis.features import load_sae
 
     torch.manual_seed(0)
     cfg = StandardSAEConfig(d_in=576, d_sae=48)
@@ -25,10 +23,10 @@ def test_sae_features_are_indexed(runtime, smollm2, tmp_path):
     ref = str(tmp_path / "sae")
     icfg = IndexConfig(model_id=EMBEDDED_LM, corpus="prose", n_tokens=160, seq_len=40, top_k=3, batch_size=4,
                        layers=[0], sae=ref, sample_tokens=32)
-    index = NeuronIndex(build_index(icfg, runtime, path=tmp_path / "sae.sqlite"), token_decoder(smollm2))
+    index = NeuronIndex(build_index(runtime, icfg, path=tmp_path / "sae.sqlite"), smollm2.decode)
     group = index.group("sae")
     assert group.width == 48 and group.site == "blocks.1.hook_resid_post" and index.has_sae
-    sae = load_sae(ref, runtime.settings.cache_dir)
+    sae = load_sae(runtime, ref, EMBEDDED_LM)
     feats = []
     for row in range(index.meta["rows"]):
         ids = index.row_ids(row)
