@@ -148,20 +148,23 @@ def register_job(page: str, prefix: str, states: list[State], make: JobFactory,
         get_runtime().jobs.start(key, title, work)
         return key, False
 
+    # ``-done`` is set with set_props, not declared as an output: a page callback that listens to it would
+    # otherwise wait behind every in-flight poll (Dash holds a callback while one that outputs its input
+    # runs), and on a busy server the 1 s poll is nearly always in flight.
     @page_callback(page, Output(f"{prefix}-progress", "value"), Output(f"{prefix}-progress", "label"),
                    Output(f"{prefix}-progress", "animated"), Output(f"{prefix}-msg", "children"),
-                   Output(f"{prefix}-poll", "disabled", allow_duplicate=True), Output(f"{prefix}-done", "data"),
+                   Output(f"{prefix}-poll", "disabled", allow_duplicate=True),
                    Output(f"{prefix}-start", "disabled"), Output(f"{prefix}-cancel", "disabled"),
                    Input(f"{prefix}-poll", "n_intervals"), Input(f"{prefix}-key", "data"),
                    State(f"{prefix}-done", "data"), prevent_initial_call=True)
     def _poll(_ticks: int, key: str | None, done: dict | None) -> tuple:
         status = get_runtime().jobs.status(key) if key else None
         if status is None:
-            return 0, "", False, no_update, True, no_update, False, True
+            return 0, "", False, no_update, True, False, True
         progress = status.progress
         value = round(100 * progress.fraction) if progress.fraction is not None else (100 if status.running else 0)
         if status.running:
-            return value, progress.label(), True, f"{status.title}: {progress.label()}", False, no_update, True, False
+            return value, progress.label(), True, f"{status.title}: {progress.label()}", False, True, False
         if status.state == "done":
             message = describe(status.result) if describe else f"{status.title}: done."
         elif status.state == "cancelled":
@@ -169,8 +172,9 @@ def register_job(page: str, prefix: str, states: list[State], make: JobFactory,
         else:
             message = f"{status.title} failed: {status.error}. Fix the cause and start again to retry."
         finished = {"key": key, "state": status.state, "finished": status.finished}
-        new_done = finished if finished != done else no_update
-        return (100 if status.state == "done" else value), status.state, False, message, True, new_done, False, True
+        if finished != done:
+            set_props(f"{prefix}-done", {"data": finished})
+        return (100 if status.state == "done" else value), status.state, False, message, True, False, True
 
     @page_callback(page, Output(f"{prefix}-msg", "children", allow_duplicate=True),
                    Input(f"{prefix}-cancel", "n_clicks"), State(f"{prefix}-key", "data"), prevent_initial_call=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from analysis.errors import InputError
 from analysis.neurons import (
@@ -179,11 +179,20 @@ def try_text(_clicks: int, _submit: int, model: str, layer: Any, neuron: Any, te
 
 # ---- ranking, search, compare --------------------------------------------------------------------
 
-@page_callback(PAGE, Output("neurons-top", "options"), Output("neurons-top", "value"),
+@page_callback(PAGE, Output("neurons-top", "options"), Output("neurons-top", "value"), Output("neurons-neuron", "value"),
                Input("neurons-model", "value"), Input("neurons-layer", "value"), Input("neurons-sort", "value"),
-               Input("neurons-neuron", "value"), State("neurons-top", "value"))
+               Input("neurons-neuron", "value"), Input("neurons-top", "value"))
+def on_ranked(model: str, layer: Any, sort: str, neuron: Any, picked: Any) -> tuple:
+    """Picking a top neuron opens it; anything else refreshes the ranking. One callback both ways: Dash
+    stalls a loop that runs through two callbacks."""
+    if ctx.triggered_id == "neurons-top":
+        return no_update, no_update, no_update if picked is None else int(picked)
+    return (*ranked_options(model, layer, sort, neuron, picked), no_update)
+
+
 def ranked_options(model: str, layer: Any, sort: str, neuron: Any, picked: Any) -> tuple:
-    """Top neurons of the layer; the picker shows the current neuron only when it is one of them."""
+    """(options, picker value): the layer's top neurons; the picker shows the current neuron only when it is
+    one of them."""
     if layer in (None, ""):
         return [], None
     ranked = layer_ranking(get_runtime(), model, layer, sort or "max", limit=100)["neurons"]
@@ -195,11 +204,6 @@ def ranked_options(model: str, layer: Any, sort: str, neuron: Any, picked: Any) 
         current = None
     shown = current if current in {o["value"] for o in options} else None
     return options, shown if shown != picked else no_update
-
-
-@page_callback(PAGE, Output("neurons-neuron", "value"), Input("neurons-top", "value"), prevent_initial_call=True)
-def jump_to_top(unit: Any) -> Any:
-    return no_update if unit is None else int(unit)
 
 
 @page_callback(PAGE, Output("neurons-search-results", "children"), Input("neurons-search-button", "n_clicks"),

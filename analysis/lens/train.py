@@ -142,6 +142,35 @@ class LogSumExpUnembed(torch.autograd.Function):
         return (scaled @ weight).float().reshape(ctx.shape), None, None
 
 
+def final_terms(final_logits: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The final distribution's terms of tuned-lens's loss, computed once for every layer of a batch.
+
+    KL(final || lens) = sum p_f log p_f - sum p_f z + logsumexp(z) with z = norm(h') W^T (+ b); since
+    sum p_f z = norm(h') . (p_f W) (+ p_f . b), the p_f terms need no vocabulary-sized pass per layer
+    (the same value and gradient, ~2x less elementwise work on CPU). Returns (-H(p_f) - p_f.b, p_f W).
+    """
+    with torch.no_grad():
+        logp_f = final_logits.float().log_softmax(-1)
+        p_f = logp_f.exp()
+        neg_h = torch.linalg.vecdot(p_f, logp_f)
+        u = p_f @ weight.float()
+        if bias is not None:
+            neg_h = neg_h - p_f @ bias.float()
+    return neg_h, u
+
+
+def layer_kl(z_in: torch.Tensor, neg_h: torch.Tensor, u: torch.Tensor, weight_mm: torch.Tensor,
+             bias: torch.Tensor | None) -> torch.Tensor:
+    """KL(final || lens) per position for one layer's normed lens output ``z_in`` (see :func:`final_terms`)."""
+    if bias is None:
+        lse = LogSumExpUnembed.apply(z_in, weight_mm)
+    else:  # rare (no supported decoder has an unembedding bias): autograd's own path
+        logits = torch.nn.functional.linear(z_in.to(weight_mm.dtype), weight_mm).float() + bias.float()
+        lse = torch.logsumexp(logits, dim=-1)
+    return neg_h - torch.linalg.vecdot(z_in, u) + lse
+
+
 def matmul_dtype(device: torch.device, precision: str) -> torch.dtype:
     """bfloat16 where the hardware has fast bf16 matmuls (CUDA, MPS, CPUs with AMX/AVX512-BF16), else float32."""
     if precision == "float32":
@@ -200,31 +229,16 @@ def train_tuned_lens(runtime: Runtime, cfg: TrainConfig, job: Job | None = None)
         idx = order[(torch.arange(cfg.batch_size) + step * cfg.batch_size) % len(blocks)]
         batch = blocks[idx]
         cap = capture(lm, batch, sites)
-        # tuned-lens's loss, KL(final || lens) = sum p_f log p_f - sum p_f z + logsumexp(z), rearranged:
-        # with z = norm(h') W^T, sum p_f z = norm(h') . (p_f W), so the p_f terms need no vocab-sized
-        # pass per layer (same value and gradient, ~2x less elementwise work on CPU).
-        with torch.no_grad():
-            logp_f = cap.logits.float().log_softmax(-1)
-            p_f = logp_f.exp()
-            neg_h = torch.linalg.vecdot(p_f, logp_f)
-            u = p_f @ weight.float()
-            if bias is not None:  # sum p_f z also has p_f . b (constant in the lens's parameters)
-                neg_h = neg_h - p_f @ bias.float()
-            del logp_f, p_f
+        neg_h, u = final_terms(cap.logits, weight, bias)
         total = 0.0
         for i, site in enumerate(sites):
             h = cap.acts[site].clone()  # inference tensor -> a normal one autograd may save
             z_in = lens.unembed.final_norm(lens.transform_hidden(h, i))
-            if bias is None:
-                lse = LogSumExpUnembed.apply(z_in, weight_mm)
-            else:  # rare (no supported decoder has an unembedding bias): autograd's own path
-                logits = torch.nn.functional.linear(z_in.to(mm_dtype), weight_mm).float() + bias.float()
-                lse = torch.logsumexp(logits, dim=-1)
-            kl = neg_h - torch.linalg.vecdot(z_in, u) + lse
+            kl = layer_kl(z_in, neg_h, u, weight_mm, bias)
             loss = kl.mean()
             loss.backward()
             total += loss.item()
-            del lse, kl
+            del kl
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=False)

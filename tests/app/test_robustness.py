@@ -515,3 +515,46 @@ def test_pages_with_garbage_urls_still_render(api, path):
     layout = api.get("/_dash-layout")
     assert layout.status_code == 200
     assert api.get("/healthz").get_json()["status"] == "ok"
+
+
+GARBAGE_QUERIES = {"tokens": {"layer": "abc", "head": "-5", "t": "999999", "site": "zzz", "tool": "x" * 5000},
+                   "lens": {"stat": "bogus", "start": "-1", "width": "1e9", "view": "\x00"},
+                   "regions": {"n": "-5", "k": "abc", "grid": "0", "layer": "99999", "method": "tsne"},
+                   "features": {"feature": "-1", "sae": "../..", "tab": "zzz"},
+                   "neurons": {"layer": "zz", "neuron": "-9", "tab": "\xff"}}
+
+
+def test_every_page_layout_builds(dash_app):
+    """Each registered page builds its layout with no query and with a garbage one (a component given a
+    prop it does not take fails here, not only in a browser)."""
+    import dash
+
+    built = []
+    for page in dash.page_registry.values():
+        layout = page["layout"]
+        name = page["path"].strip("/") or "home"
+        for query in ({}, GARBAGE_QUERIES.get(name, {})):
+            tree = layout(**query) if callable(layout) else layout
+            assert tree is not None and dash_app._layout_value is not None
+            assert "props" in tree.to_plotly_json()
+        built.append(name)
+    assert {"home", "tokens", "lens", "regions", "features", "neurons"} <= set(built)
+
+
+def test_no_callback_loop_runs_through_two_callbacks(client, dash_app):
+    """Dash resolves a loop only inside one callback; through two it stalls the page (a typed value sends
+    no request while any callback of the page runs). Every input -> output path is checked."""
+    import networkx as nx
+
+    if not dash_app.callback_map:
+        client.get("/_dash-dependencies")
+    graph = nx.DiGraph()
+    for key, spec in dash_app.callback_map.items():
+        outputs = [part.split("@")[0] for part in key.strip(".").split("...")]
+        node = "callback:" + outputs[0]
+        for dep in spec["inputs"]:
+            graph.add_edge(f"{dep['id']}.{dep['property']}", node)
+        for out in outputs:
+            graph.add_edge(node, out)
+    loops = [c for c in nx.simple_cycles(graph) if sum(n.startswith("callback:") for n in c) > 1]
+    assert loops == []

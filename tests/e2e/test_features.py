@@ -24,20 +24,20 @@ def _sae_and_scan(runtime, tmp_path) -> tuple[str, int]:
     a random sae-lens SAE with a small scan computed here (CI never depends on ``make sae``)."""
     cache = runtime.settings.cache_dir
     if embedded_sae_exists(cache):
-        sae = load_sae("embedded", cache)
+        sae = load_sae(runtime, "embedded", EMBEDDED_LM)
         if cached_scan(runtime, EMBEDDED_LM, sae, DEFAULT_TOKENS) is not None:
             return "embedded", DEFAULT_TOKENS
         get_scan(runtime, EMBEDDED_LM, sae, 4000)
         return "embedded", 4000
     ref = make_sae(tmp_path / "sae", seed=2)
-    get_scan(runtime, EMBEDDED_LM, load_sae(ref, cache), 1000)
+    get_scan(runtime, EMBEDDED_LM, load_sae(runtime, ref, EMBEDDED_LM), 1000)
     return ref, 1000
 
 
 def test_features_dashboard(page, server_url, runtime, tmp_path):
     sample = _short_sample(runtime)
     ref, scan_tokens = _sae_and_scan(runtime, tmp_path)
-    sae = load_sae(ref, runtime.settings.cache_dir)
+    sae = load_sae(runtime, ref, EMBEDDED_LM)
     acts = text_activations(runtime, EMBEDDED_LM, sae, runtime.samples.get(sample).text)
     # the strongest feature on this text, ignoring the first token (often an attention-sink feature)
     best = acts.feats[1:].max(0).values.argmax().item()
@@ -81,7 +81,7 @@ def test_features_definition_tree_and_steering(page, server_url, runtime, tmp_pa
     page.fill("#features-topk", "3")
     page.fill("#features-cutoff", "0.001")
     page.press("#features-cutoff", "Enter")
-    page.click("#features-tree-run")
+    page.click("#features-tree-start")
     page.wait_for_function("document.querySelector('#features-tree-msg').innerText.includes('nodes in')",
                            timeout=180_000)
     page.wait_for_selector("#features-definitions li")

@@ -11,7 +11,7 @@ def test_neurons_page_shows_snippets(page, server_url, runtime, smollm2):
     from analysis.neurons.index import open_index
 
     ensure_index(runtime)
-    index = open_index(EMBEDDED_LM, None, runtime)
+    index = open_index(runtime, EMBEDDED_LM, None)
     layer = 3 if 3 in [g.layer for g in index.groups] else index.groups[0].layer
     best = index.ranked(layer, "max", 1)[0]["unit"]
     record = index.unit(layer, best)

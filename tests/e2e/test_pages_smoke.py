@@ -49,8 +49,7 @@ def test_every_page_draws_after_its_main_control(page, server_url, runtime, smol
 
     # Regions: run the extraction -> one heatmap per category and the graph
     page.goto(f"{server_url}/regions?n=6&layer=4")
-    page.wait_for_selector("#regions-dataset-info strong")
-    page.click("#regions-run")
+    page.wait_for_selector("#regions-dataset-info strong")  # the extraction starts by itself
     page.wait_for_selector("#regions-heatmap .heatmaplayer .hm", timeout=180_000)
     page.wait_for_selector("#regions-graph .scatterlayer .trace", timeout=60_000)
     assert _n(page, "#regions-heatmap .heatmaplayer .hm") == 3
@@ -81,5 +80,5 @@ def test_every_page_draws_after_its_main_control(page, server_url, runtime, smol
     screenshot(page, "neurons-smoke")
 
     assert page.js_errors == []
-    for alert in ("#tokens-error", "#lens-error", "#features-alert", "#neurons-error"):
+    for alert in ("#tokens-error", "#lens-error", "#regions-error", "#features-error", "#neurons-error"):
         assert _n(page, alert) == 0 or not page.locator(alert).is_visible()

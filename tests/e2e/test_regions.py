@@ -9,9 +9,9 @@ def test_regions_extract_heatmap_graph(page, server_url):
     page.goto(server_url + "/regions?n=8&layer=3")
     page.wait_for_selector("#regions-dataset-info strong")
     assert "24 texts" in page.inner_text("#regions-dataset-info")
-    page.click("#regions-run")
-    page.wait_for_function("document.querySelector('#regions-progress-text') && "
-                           "document.querySelector('#regions-progress-text').innerText.includes('hidden states')",
+    # the extraction starts by itself (a server job with a progress bar) when the dataset is loaded
+    page.wait_for_function("document.querySelector('#regions-extract-msg') && "
+                           "document.querySelector('#regions-extract-msg').innerText.includes('residual states')",
                            timeout=120_000)
     page.wait_for_selector("#regions-heatmap .heatmaplayer .hm", timeout=60_000)
     page.wait_for_selector("#regions-graph .scatterlayer .trace", timeout=60_000)

@@ -115,9 +115,8 @@ def test_regions_link_restores_reduction_and_layer(page, server_url):
 
     def wait(tab):
         tab.wait_for_selector("#regions-dataset-info strong")
-        tab.click("#regions-run")
         tab.wait_for_function("document.querySelector('#regions-heatmap .gtitle') && "
-                              "document.querySelector('#regions-heatmap .gtitle').textContent.includes('layer 2')",
+                              "document.querySelector('#regions-heatmap .gtitle').textContent.includes('Regions of L2')",
                               timeout=180_000)
 
     def signature(tab):
