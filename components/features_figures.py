@@ -8,8 +8,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from components.text import token_label as visible
 from components.figures import CATEGORY_COLOURS, SELECTED_COLOUR, empty_figure, themed
+from components.text import token_label as visible
 
 POS = "#d62728"
 NEG = "#1f77b4"

@@ -19,8 +19,7 @@ def _n(page, selector: str) -> int:
 
 
 def test_every_page_draws_after_its_main_control(page, server_url, runtime, smollm2, tmp_path):
-    from tests.helpers import ensure_index
-    from tests.helpers import make_sae
+    from tests.helpers import ensure_index, make_sae
 
     # Home: status table of the machine and the models
     page.goto(server_url + "/")

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.regions.pipeline import build_graph, compute_activations, reduced
 from analysis.regions.data import builtin_dataset
 from analysis.regions.extract import extract
 from analysis.regions.graph import grid_graph, weight_attr
+from analysis.regions.pipeline import build_graph, compute_activations, reduced
 from analysis.regions.reduce import ReductionParams, cell_counts, grid_cells, reduce_all
 from analysis.settings import EMBEDDED_ENCODER
 
@@ -179,8 +179,8 @@ def test_mean_and_last_pooling_on_decoder_match_unpadded_runs(smollm2):
         for i, text in enumerate(texts):
             enc = smollm2.tokenizer(text, return_tensors="pt")
             last_block: list[torch.Tensor] = []
-            hook = smollm2.model.model.layers[-1].register_forward_hook(lambda _m, _i, out: last_block.append(
-                out[0] if isinstance(out, tuple) else out))
+            hook = smollm2.model.model.layers[-1].register_forward_hook(
+                lambda _m, _i, out, kept=last_block: kept.append(out[0] if isinstance(out, tuple) else out))
             with torch.no_grad():
                 hs = smollm2.model.base_model(**enc, output_hidden_states=True).hidden_states
             hook.remove()

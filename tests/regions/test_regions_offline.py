@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-import analysis.regions.pipeline as nrag
 import analysis.regions.data as rd
+import analysis.regions.pipeline as nrag
 from analysis.errors import InputError
 from analysis.regions.graph import correlation_graph, graph_payload, grid_graph, weight_attr
 from analysis.regions.metrics import degree_by_layer, evaluate_classifier, graph_metrics
