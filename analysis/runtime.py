@@ -63,6 +63,25 @@ class Runtime:
             memos = sorted(self._memos.values(), key=lambda m: m.name)
         return [self.runs.stats()] + [m.stats() for m in memos]
 
+    def status(self) -> dict[str, Any]:
+        """Device, memory, loaded models, every cache and every job: what Home and ``/healthz`` show."""
+        import psutil
+        import torch
+
+        from analysis.models import resolve_device
+
+        device = resolve_device(self.settings.device)
+        accelerator = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+        return {
+            "device": str(device),
+            "rss_bytes": psutil.Process().memory_info().rss,
+            "accelerator_bytes": accelerator,
+            "loaded": [info.as_dict() for info in self.registry.loaded()],
+            "run_cache_bytes": self.runs.total_bytes(),
+            "caches": self.cache_stats(),
+            "jobs": [s.as_dict() for s in self.jobs.statuses()],
+        }
+
     # ---- models and texts -----------------------------------------------------------------------
     def model(self, model_id: str, job: Any = None) -> LoadedModel:
         """A configured model (loaded once); unknown ids give a clear error."""

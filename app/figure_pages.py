@@ -48,25 +48,25 @@ def tokens_figure(state: dict[str, Any]) -> Rendered:
     """``figure``: values (the strip's colouring as bars: loss, attention, similarity...), hist or scatter."""
     from analysis.runtime import get_runtime
     from analysis.tokens import open_samples
-    from callbacks import tokens as cb
+    from callbacks import tokens as handlers
 
     runtime = get_runtime()
-    st = cb.initial_state({k: str(v) for k, v in state.items() if v is not None})
+    st = handlers.initial_state({k: str(v) for k, v in state.items() if v is not None})
     model = state.get("model") or runtime.settings.default_model
     sample, text = _text_and_samples(state, runtime.samples.default_sample_id())
     samples = sample.split(",") if isinstance(sample, str) else sample
-    _body, meta = cb.load_view(model, samples, text)
+    _body, meta = handlers.load_view(model, samples, text)
     sel = {"s": st["s"], "i": st["t"]}
     kind = state.get("figure") or {"hist": "hist", "scatter": "scatter"}.get(st["tab"], "values")
     if kind in ("hist", "scatter"):
-        children = cb.compute_panel(meta, sel, kind, st["kind"], st["layer"], st["norm"], st["dim"], st["highlight"],
+        children = handlers.compute_panel(meta, sel, kind, st["kind"], st["layer"], st["norm"], st["dim"], st["highlight"],
                                     model, samples, text)
         graphs = [c for c in children if hasattr(c, "figure")]
         return Rendered(_fig(graphs[0]), 900, 360)
     if kind != "values":
         raise InputError(f"Unknown Tokens figure '{kind}': use values, hist or scatter.")
     mean = st["head"] is None
-    data = cb.compute_paint(meta, sel, st["tool"], st["kind"], st["layer"], 0 if mean else st["head"], mean,
+    data = handlers.compute_paint(meta, sel, st["tool"], st["kind"], st["layer"], 0 if mean else st["head"], mean,
                             st["direction"], st["rope"], st["sim"], st["dim"], st["norm"], model, samples, text)
     s, t = data["sel"]
     opened = open_samples(runtime, model, samples, text)
@@ -94,12 +94,12 @@ def token_values_figure(tokens: list[str], values: list[float | None], selected:
 def lens_figure(state: dict[str, Any]) -> Rendered:
     """``figure``: grid (default; view logit/tuned/both/diff) or summary (per-layer curves)."""
     from analysis.runtime import get_runtime
-    from callbacks import lens as cb
+    from callbacks import lens as handlers
 
     runtime = get_runtime()
     model = state.get("model") or runtime.settings.default_model
     sample, text = _text_and_samples(state, runtime.samples.default_sample_id())
-    out = cb.build_view(model, sample, text, state.get("stat") or "kl_final", state.get("view") or "logit",
+    out = handlers.build_view(model, sample, text, state.get("stat") or "kl_final", state.get("view") or "logit",
                         state.get("residual") or "resid", state.get("div") or "js", state.get("start") or 0,
                         state.get("width") or 64, state.get("source"), state.get("scale") or "auto", paper=True)
     kind = state.get("figure") or "grid"
@@ -117,22 +117,22 @@ def lens_figure(state: dict[str, Any]) -> Rendered:
 def regions_figure(state: dict[str, Any]) -> Rendered:
     """``figure``: heatmap (default, the layer's region grids per category) or graph (regions across layers)."""
     from analysis.settings import EMBEDDED_ENCODER
-    from callbacks import regions as cb
+    from callbacks import regions as handlers
 
     source = state.get("source") or "builtin"
     if source != "builtin":
         raise InputError(f"Dataset source '{source}' is not reproducible from a link: only the built-in dataset is.")
-    summary = cb.load_dataset_summary("builtin", state.get("n") or 100, None, None, None, None, None)
-    acts = cb.run_extraction(summary, state.get("model") or EMBEDDED_ENCODER, state.get("pooling") or "first")
-    view = cb.reduce_view(acts, state.get("method") or "pca", state.get("k") or 2, state.get("grid") or 10,
+    summary = handlers.load_dataset_summary("builtin", state.get("n") or 100, None, None, None, None, None)
+    acts = handlers.run_extraction(summary, state.get("model") or EMBEDDED_ENCODER, state.get("pooling") or "first")
+    view = handlers.reduce_view(acts, state.get("method") or "pca", state.get("k") or 2, state.get("grid") or 10,
                           state.get("seed", 42), None, None, state.get("layer"))
     store, cats = view["store"], _categories(state.get("cats"), acts["classes"])
     kind = state.get("figure") or "heatmap"
     if kind == "heatmap":
-        heat, _box, _scatter = cb.heatmap_view(store, view["layer"], cats, False)
+        heat, _box, _scatter = handlers.heatmap_view(store, view["layer"], cats, False)
         return Rendered(_fig(heat), 300 * max(1, len(cats)) + 120, 380)
     if kind == "graph":
-        fig, _metrics, _degree = cb.graph_view(store, cats[:2], state.get("threshold", 0.3), state.get("min_weight"))
+        fig, _metrics, _degree = handlers.graph_view(store, cats[:2], state.get("threshold", 0.3), state.get("min_weight"))
         return Rendered(_fig(fig), 1000, 560)
     raise InputError(f"Unknown Regions figure '{kind}': use heatmap or graph.")
 
@@ -151,12 +151,12 @@ def features_figure(state: dict[str, Any]) -> Rendered:
     """``figure``: logits (default, the feature's logit effects) or hist (activation histogram; needs a scan)."""
     from analysis.features.scan import DEFAULT_TOKENS
     from analysis.runtime import get_runtime
-    from callbacks import features as cb
+    from callbacks import features as handlers
 
     runtime = get_runtime()
     model = state.get("model") or runtime.settings.default_model
     sample, text = _text_and_samples(state, runtime.samples.default_sample_id())
-    out = cb.dashboard(model, sample, text, state.get("sae") or "embedded", state.get("feature") or 0,
+    out = handlers.dashboard(model, sample, text, state.get("sae") or "embedded", state.get("feature") or 0,
                        state.get("scan") or DEFAULT_TOKENS)
     if "no_sae" in out:
         raise GlassboxError("No SAE: the embedded SAE is missing (run `make sae`) — or pass --sae "

@@ -6,23 +6,22 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from analysis.models import resolve_device
 from analysis.runtime import Runtime
 
 
 def health_payload(runtime: Runtime, version: str) -> dict[str, Any]:
-    import psutil
-
+    status = runtime.status()
     return {
         "status": "ok",
         "version": version,
-        "device": str(resolve_device(runtime.settings.device)),
-        "loaded_models": [info.model_id for info in runtime.registry.loaded()],
+        "device": status["device"],
+        "loaded_models": [info["model_id"] for info in status["loaded"]],
         "configured_models": list(runtime.settings.models),
-        "rss_bytes": psutil.Process().memory_info().rss,
-        "run_cache_bytes": runtime.runs.total_bytes(),
-        "caches": runtime.cache_stats(),
-        "jobs": [{"key": s.key, "state": s.state} for s in runtime.jobs.statuses()],
+        "rss_bytes": status["rss_bytes"],
+        "accelerator_bytes": status["accelerator_bytes"],
+        "run_cache_bytes": status["run_cache_bytes"],
+        "caches": status["caches"],
+        "jobs": [{"key": s["key"], "state": s["state"]} for s in status["jobs"]],
     }
 
 

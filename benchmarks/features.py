@@ -28,7 +28,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _random_topk_sae(cache_dir: str) -> Any:
+def _random_topk_sae(runtime: Any) -> Any:
     """A randomly initialised sae-lens TopK SAE shaped like the embedded one, saved and loaded from disk."""
     import json
     import tempfile
@@ -47,7 +47,7 @@ def _random_topk_sae(cache_dir: str) -> Any:
     path = Path(tempfile.mkdtemp(prefix="features-bench-sae-"))
     TopKSAE(cfg).save_model(str(path))
     (path / "glassbox.json").write_text(json.dumps({"model_id": EMBEDDED_LM}))
-    return load_sae(str(path), cache_dir)
+    return load_sae(runtime, str(path), EMBEDDED_LM)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runtime = Runtime(settings)
     lm = runtime.model(EMBEDDED_LM)
     if embedded_sae_exists(settings.cache_dir):
-        sae, which = load_sae("embedded", settings.cache_dir), "embedded SAE (make sae)"
+        sae, which = load_sae(runtime, "embedded", EMBEDDED_LM), "embedded SAE (make sae)"
     else:  # same shape and sparsity (TopK, 2304 x 576, k=32) so the timings transfer; said in the result
-        sae, which = _random_topk_sae(settings.cache_dir), "random TopK SAE of the embedded SAE's shape (make sae not run)"
+        sae, which = _random_topk_sae(runtime), "random TopK SAE of the embedded SAE's shape (make sae not run)"
     texts = runtime.samples.training_text(args.tokens * 6)
     windows = corpus_windows(lm, texts, args.tokens)
     n_tokens = int(windows.size)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     feature = max(alive, key=lambda f: scan.feature_ptr[f + 1] - scan.feature_ptr[f])
     start = time.perf_counter()
-    tree = build_tree(lm, sae, feature, VectorOptions(), TreeOptions())
+    tree = build_tree(runtime, lm, sae, feature, VectorOptions(), TreeOptions())
     tree_s = time.perf_counter() - start
 
     ours_total = ours_scan_s + ours_topk_s

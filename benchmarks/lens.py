@@ -42,7 +42,8 @@ def _setup() -> tuple[Any, Any, str, Any]:
     ids = lm.tokenizer(text)["input_ids"][:N_TOKENS]
     text = lm.tokenizer.decode(ids)
     trained = trained_lens_dir(runtime.settings, EMBEDDED_LM)
-    tuned = load_tuned_lens(lm, str(trained)) if (trained / "params.pt").exists() else fresh_tuned_lens(lm)
+    tuned = (load_tuned_lens(runtime, lm, str(trained)) if (trained / "params.pt").exists()
+             else fresh_tuned_lens(runtime, lm))
     return runtime, lm, text, tuned
 
 
@@ -59,7 +60,7 @@ def _ours() -> dict[str, Any]:
     _, run = lens_run(runtime, EMBEDDED_LM, text)  # one forward, every layer's stream captured
     forward_s = time.perf_counter() - start
     grids = {}
-    for name, lens in (("logit", logit_lens(lm)), ("tuned", tuned)):
+    for name, lens in (("logit", logit_lens(runtime, lm)), ("tuned", tuned)):
         t0 = time.perf_counter()
         stats = compute_stats(lm, run, lens, "resid", 0, run.n_tokens)
         grids[name] = time.perf_counter() - t0

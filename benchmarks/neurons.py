@@ -39,6 +39,7 @@ def _percentile(values: list[float], q: float) -> float:
 def build_throughput() -> dict:
     import torch
 
+    from analysis.io import pad_id
     from analysis.neurons.index import build_index, corpus_rows, corpus_texts
     from analysis.neurons.scanner import IndexConfig, Scanner, make_batches, mlp_group
     from analysis.runtime import get_runtime
@@ -48,7 +49,7 @@ def build_throughput() -> dict:
     lm = runtime.model(model_id)
     cfg = IndexConfig(model_id=model_id, corpus="training", n_tokens=N_TOKENS, seq_len=64)  # default batch (32)
     rows = corpus_rows(lm, corpus_texts(runtime, cfg.corpus, cfg.n_tokens), cfg.n_tokens, cfg.seq_len)
-    batches = make_batches(rows, cfg.batch_size, lm.tokenizer.pad_token_id or 0)
+    batches = make_batches(rows, cfg.batch_size, pad_id(lm.tokenizer))
     groups = [mlp_group(layer, lm.info.d_mlp) for layer in range(lm.info.n_layers)]
     scanner = Scanner(lm, cfg, groups, sum(len(r) for r in rows))
     names = ("bare_base_model", "full_lm_forward", "index_step")
@@ -89,7 +90,7 @@ def build_throughput() -> dict:
     for p in (scratch, scratch.with_suffix(".state.pt")):
         p.unlink(missing_ok=True)
     t = time.perf_counter()
-    build_index(cfg, runtime, path=scratch)
+    build_index(runtime, cfg, path=scratch)
     build_s = time.perf_counter() - t
     size = scratch.stat().st_size
     scratch.unlink(missing_ok=True)

@@ -14,7 +14,6 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
 
-import numpy as np
 from dash import ALL, Input, Output, State, callback, ctx, dcc, no_update
 
 from analysis.errors import GlassboxError, InputError
@@ -22,6 +21,7 @@ from analysis.features import (
     DEFAULT_TOKENS,
     EMBEDDED_SAE,
     MAX_TOKENS,
+    SAETrainOptions,
     TreeOptions,
     VectorOptions,
     activation_neighbours,
@@ -36,16 +36,16 @@ from analysis.features import (
     feature_stats,
     generate_steered,
     get_scan,
+    log10_density,
     logit_effects,
     no_sae_message,
     resolve,
     search_features,
     text_activations,
     token_list,
+    train_sae,
     tree_layout,
 )
-from analysis.features.train import SAETrainOptions
-from analysis.features.train import run as train_sae_job
 from analysis.params import parse_bool, parse_choice, parse_float, parse_int
 from analysis.runtime import get_runtime
 from callbacks.common import page_callback, register_job, register_picker_callbacks
@@ -118,21 +118,21 @@ def dashboard(model: str, sample: str | None, user_text: str | None, sae_ref: st
             "run once and cached on disk): it starts by itself; its progress is above.", className="text-muted small",
             id="features-scan-needed")
         out["hist"] = empty_figure("The activation histogram appears when the scan is done.")
-        out["density_fig"] = (figures.density_figure(np.log10(np.where(train_density > 0, train_density, np.nan)).tolist(),
-                                                     float(np.log10(train_density[f])) if train_density[f] > 0 else None, f)
-                              if train_density is not None else empty_figure("Feature densities follow the scan."))
+        if train_density is not None:
+            log_train = log10_density(train_density)
+            out["density_fig"] = figures.density_figure(log_train, log_train[f], f)
+        else:
+            out["density_fig"] = empty_figure("Feature densities follow the scan.")
         out["density"] = view.density_line(None, float(train_density[f]) if train_density is not None else None, None)
         out["correlated"] = view.neighbours_table("Correlated activations", [], "correlation", [], "features-correlated")
         out["explanation"] = view.explanation_box(None)
     else:
         stats = feature_stats(lm, scan, f)
-        dens = scan.density()
-        with np.errstate(divide="ignore"):
-            logd = np.where(dens > 0, np.log10(dens), -np.inf)
+        logd = log10_density(scan.density())
         correlated = [{"feature": g, "correlation": c} for g, c in activation_neighbours(runtime, scan, f)]
         out["examples"] = view.examples_section(asdict(stats))
         out["hist"] = figures.histogram_figure(stats.hist_counts, stats.hist_edges, f, scan.n_tokens)
-        out["density_fig"] = figures.density_figure(logd.tolist(), float(logd[f]), f)
+        out["density_fig"] = figures.density_figure(logd, logd[f], f)
         out["density"] = view.density_line(stats.density, float(train_density[f]) if train_density is not None else None,
                                            scan.n_tokens)
         out["correlated"] = view.neighbours_table("Correlated activations (over the scan)", correlated, "correlation",
@@ -374,7 +374,7 @@ def sae_train_job(minutes_hint: Any = None, *_triggers: Any) -> tuple[str, str, 
     """``make sae`` as a server job: cache activations (resumable), train, evaluate, save in the cache dir."""
     runtime = get_runtime()
     options = SAETrainOptions()
-    return "features-train-sae", "Training the embedded SmolLM2's SAE", lambda job: train_sae_job(runtime, options, job)
+    return "features-train-sae", "Training the embedded SmolLM2's SAE", lambda job: train_sae(runtime, options, job)
 
 
 def describe_sae_training(meta: dict[str, Any]) -> str:

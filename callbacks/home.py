@@ -6,27 +6,16 @@ from typing import Any
 
 from dash import ALL, Input, Output, ctx
 
-from analysis.models import resolve_device
 from analysis.runtime import get_runtime
 from callbacks.common import model_labels, page_callback
 from components.home_status import model_rows, status_table
 
 
 def current_status() -> dict[str, Any]:
-    import psutil
-    import torch
-
     runtime = get_runtime()
-    loaded = {info.model_id: info.as_dict() for info in runtime.registry.loaded()}
-    accel = torch.cuda.memory_allocated() if torch.cuda.is_available() else None
-    return {
-        "device": str(resolve_device(runtime.settings.device)),
-        "rss_bytes": psutil.Process().memory_info().rss,
-        "accelerator_bytes": accel,
-        "caches": runtime.cache_stats(),
-        "jobs": [s.as_dict() for s in runtime.jobs.statuses()],
-        "models": model_rows(runtime.settings.models, loaded, model_labels()),
-    }
+    status = runtime.status()
+    loaded = {info["model_id"]: info for info in status["loaded"]}
+    return status | {"models": model_rows(runtime.settings.models, loaded, model_labels())}
 
 
 @page_callback("home", Output("home-status", "children"), Input("home-refresh", "n_intervals"),

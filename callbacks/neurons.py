@@ -14,6 +14,7 @@ from analysis.errors import InputError
 from analysis.neurons import (
     IndexConfig,
     NeuronIndex,
+    NeuronView,
     build_index,
     compare,
     graph_for,
@@ -26,7 +27,6 @@ from analysis.neurons import (
     unit_on_text,
     whole_rows,
 )
-from analysis.neurons.views import NeuronView, check_text_field
 from analysis.params import parse_int, parse_ranges
 from analysis.runtime import get_runtime
 from callbacks.common import page_callback, register_job
@@ -168,7 +168,7 @@ def ask_llm(_clicks: int, model: str, layer: Any, neuron: Any) -> Any:
 def try_text(_clicks: int, _submit: int, model: str, layer: Any, neuron: Any, text: str | None) -> Any:
     """Neuroscope's "try your own text": the neuron on every token of the typed text."""
     runtime = get_runtime()
-    out = unit_on_text(runtime, model, layer, neuron, check_text_field(runtime, text))
+    out = unit_on_text(runtime, model, layer, neuron, runtime.check_text(text, field="neurons-try-text"))
     row = {"tokens": out["tokens"], "acts": out["acts"], "start": 0, "pos": int(max(range(len(out["acts"])),
                                                                                     key=out["acts"].__getitem__)),
            "act": out["max_act"]}

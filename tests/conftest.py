@@ -110,3 +110,18 @@ def dash_app(runtime: Runtime):
 def client(dash_app):
     """Flask test client of the app (health check, API, Dash's own routes)."""
     return dash_app.server.test_client()
+
+
+@pytest.fixture(autouse=True)
+def _stop_background_jobs(request):
+    """Jobs a test started (a page's auto-started scan, an extraction) stop when the test ends, so they
+    never run forwards under the next test's ``forward_count``."""
+    yield
+    if "runtime" not in request.fixturenames and "dash_app" not in request.fixturenames:
+        return
+    runtime = request.getfixturevalue("runtime")
+    running = [s.key for s in runtime.jobs.statuses() if s.running]
+    for key in running:
+        runtime.jobs.cancel(key)
+    for key in running:
+        runtime.jobs.wait(key, timeout=120)

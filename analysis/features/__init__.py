@@ -14,6 +14,7 @@ from analysis.features.records import (
     density_from_training,
     feature_explanation,
     feature_record,
+    log10_density,
     no_sae_message,
     resolve,
     sae_choices,
@@ -49,6 +50,8 @@ from analysis.features.scan import (
     scan_corpus,
 )
 from analysis.features.steer import MODES, SteerResult, generate_steered
+from analysis.features.train import SAETrainOptions
+from analysis.features.train import run as train_sae
 from analysis.features.tree import (
     DEFAULT_PROMPT,
     GHOST,
@@ -75,11 +78,11 @@ from analysis.features.vectors import (
 __all__ = [
     "DEFAULT_PROMPT", "DEFAULT_TOKENS", "EMBEDDED_SAE", "GHOST", "MAX_TOKENS", "MODES", "NOTEBOOK_SCALE",
     "SHIPPED_SAE", "TRAIN_COMMAND", "VECTOR_KINDS", "DefinitionTree", "EmbeddingStats", "FeatureStats", "LoadedSAE",
-    "SAEChoice", "SAEError", "SAENotFound", "SAEQuality", "Scan", "SearchHit", "SteerResult", "TextActivations",
+    "SAEChoice", "SAEError", "SAETrainOptions", "SAENotFound", "SAEQuality", "Scan", "SearchHit", "SteerResult", "TextActivations",
     "TokenList", "TreeNode", "TreeOptions", "VectorOptions", "activation_neighbours", "build_tree", "cached_scan",
     "check_fit", "decoder_neighbours", "default_feature", "definitions", "density_from_training", "embedded_sae_dir",
     "embedded_sae_exists", "embedding_stats", "evaluate_sae", "feature_explanation", "feature_record",
     "feature_stats", "first_principal_component", "generate_steered", "get_scan", "ghost_vector", "hook_to_site",
-    "in_distribution", "load_sae", "logit_effects", "no_sae_message", "resolve", "sae_choices", "scan_corpus",
-    "search_features", "splice_edit", "text_activations", "token_list", "trained_sae_dir", "tree_layout",
+    "in_distribution", "load_sae", "log10_density", "logit_effects", "no_sae_message", "resolve", "sae_choices", "scan_corpus",
+    "search_features", "splice_edit", "text_activations", "token_list", "train_sae", "trained_sae_dir", "tree_layout",
 ]

@@ -143,6 +143,12 @@ def text_activations(runtime: Runtime, model_id: str, sae: LoadedSAE, text: str)
     return runtime.memo("features-text", 16).get_or_compute(key, compute)
 
 
+def log10_density(density: np.ndarray) -> list[float]:
+    """log10 of each feature's firing frequency; NaN for a feature that never fired (the figure counts those)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(density > 0, np.log10(np.where(density > 0, density, 1.0)), np.nan).tolist()
+
+
 def density_from_training(sae: LoadedSAE) -> np.ndarray | None:
     """Per-feature firing frequency from sae-lens's saved log10 sparsity, when present."""
     if sae.sparsity is None:

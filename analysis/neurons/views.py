@@ -13,7 +13,6 @@ import torch
 
 from analysis.cache import content_key
 from analysis.capture import capture
-from analysis.errors import InputError
 from analysis.io import pad_id, pad_right, special_prefix, token_ids_for
 from analysis.models import LoadedModel
 from analysis.neurons.explain import unit_llm_explanation, unit_summary
@@ -211,8 +210,3 @@ def feature_record(runtime: Runtime, model_id: str, feature: Any, index_id: str 
                        f"`make index ARGS='--model {model_id} --sae embedded'`.")
     return neuron_record(runtime, model_id, "sae", feature, index.index_id, **kwargs)
 
-
-def check_text_field(runtime: Runtime, text: str | None) -> str:
-    if text is None or not str(text).strip():
-        raise InputError("Type a text to run the neuron on.", field="neurons-try-text")
-    return runtime.check_text(text, field="neurons-try-text")

@@ -180,17 +180,17 @@ def metrics_csv(g: nx.DiGraph, extra: dict[str, Any] | None = None) -> str:
 
 
 def _cli_dataset(args: argparse.Namespace, runtime: Runtime) -> LabeledDataset:
-    import analysis.regions.data as rd
+    import analysis.regions.data as regions_data
 
     limit = runtime.settings.max_dataset_rows
     if args.file:
         path = Path(args.file)
-        return rd.parse_table_bytes(path.read_bytes(), path.name, runtime.settings.max_upload_bytes, limit)
+        return regions_data.parse_table_bytes(path.read_bytes(), path.name, runtime.settings.max_upload_bytes, limit)
     if args.saved:
-        return rd.load_saved_dataset(args.saved, limit)
+        return regions_data.load_saved_dataset(args.saved, limit)
     if args.hub:
-        return rd.load_hub_dataset(args.hub, limit, split=args.split)
-    return rd.builtin_dataset(runtime.samples, args.builtin, limit)
+        return regions_data.load_hub_dataset(args.hub, limit, split=args.split)
+    return regions_data.builtin_dataset(runtime.samples, args.builtin, limit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from analysis.regions import POOLING_LABELS, POOLINGS
 from analysis.runtime import get_runtime
 from analysis.settings import EMBEDDED_ENCODER
 from callbacks.common import model_labels
-from components import regions_controls as rc
+from components import regions_controls
 from components.feedback import error_alert, loading
 from components.figures import empty_figure, graph
 from components.urlstate import url_state
@@ -34,18 +34,18 @@ def layout(**query: str) -> html.Div:
     grid_size = url_int(query.get("grid"), 10, 2, 50)
     layer = url_int(query.get("layer"), None, 0, 200)  # None: open on the layer that separates the classes best
     controls = dbc.Col([
-        rc.dataset_card(source, n, settings.max_dataset_rows, settings.max_upload_bytes / 1e6),
-        rc.extraction_card(models, model, model_labels(), pooling, POOLING_LABELS),
+        regions_controls.dataset_card(source, n, settings.max_dataset_rows, settings.max_upload_bytes / 1e6),
+        regions_controls.extraction_card(models, model, model_labels(), pooling, POOLING_LABELS),
         html.Div(id=f"{P}-pooling-note", className="small text-warning mb-2"),
-        rc.reduction_card(method, k, grid_size, 42, 0.3),
+        regions_controls.reduction_card(method, k, grid_size, 42, 0.3),
     ], md=3)
     views = dbc.Col([
         error_alert(P),
-        rc.view_controls(7, layer or 0),
+        regions_controls.view_controls(7, layer or 0),
         loading(graph(empty_figure("Load a dataset and run the extraction."), f"{P}-heatmap", "regions-heatmap")),
         html.Div(graph(None, f"{P}-scatter-graph", "regions-scatter"), id=f"{P}-scatter-box", style={"display": "none"}),
         html.Hr(),
-        rc.graph_controls(),
+        regions_controls.graph_controls(),
         loading(graph(empty_figure("The graph appears after the extraction."), f"{P}-graph", "regions-graph")),
         dbc.Row([
             dbc.Col([html.H6("Graph metrics", className="mt-2"), loading(html.Div(id=f"{P}-metrics"))], md=4),

@@ -12,13 +12,13 @@ from analysis.errors import InputError
 from analysis.jobs import Job
 from analysis.lens import TrainConfig, load_tuned_lens, train_tuned_lens
 from analysis.settings import EMBEDDED_LM
-from callbacks import lens as cb
+from callbacks import lens as handlers
 
 TEXT = "Water boils at one hundred degrees Celsius at sea level, and freezes at zero."
 
 
 def test_logit_view_figures(runtime):
-    out = cb.build_view(EMBEDDED_LM, "user", TEXT, "max_prob", "logit", "resid", "js", 0, 8, None)
+    out = handlers.build_view(EMBEDDED_LM, "user", TEXT, "max_prob", "logit", "resid", "js", 0, 8, None)
     heat = out["figure"].data[0]
     assert heat.type == "heatmap" and np.asarray(heat.z).shape == (31, 8)
     assert len(heat.text) == 31 and len(heat.text[0]) == 8
@@ -31,18 +31,18 @@ def test_logit_view_figures(runtime):
 
 def test_update_reports_bad_width_and_keeps_state(runtime):
     with pytest.raises(InputError, match="Window width must be a whole number from 1 to 256; got 999") as bad:
-        cb.update(EMBEDDED_LM, "user", TEXT, "entropy", "logit", "resid", "js", 0, 999, "", "auto", None)
+        handlers.update(EMBEDDED_LM, "user", TEXT, "entropy", "logit", "resid", "js", 0, 999, "", "auto", None)
     assert bad.value.field == "lens-width"  # marked beside the field; the grid keeps its last good figure
-    state = cb.url_state(EMBEDDED_LM, "user", TEXT, "entropy", "logit", "resid", "js", 0, 999, "", "auto")
+    state = handlers.url_state(EMBEDDED_LM, "user", TEXT, "entropy", "logit", "resid", "js", 0, 999, "", "auto")
     assert state["stat"] == "entropy" and state["width"] == 999
     with pytest.raises(InputError, match="lens") as missing:
-        cb.update(EMBEDDED_LM, "user", TEXT, "entropy", "tuned", "resid", "js", 0, 8, "/nonexistent/lens", "auto", None)
+        handlers.update(EMBEDDED_LM, "user", TEXT, "entropy", "tuned", "resid", "js", 0, 8, "/nonexistent/lens", "auto", None)
     assert "No such folder" in str(missing.value)
 
 
 def test_export_svg_has_tokens(runtime):
-    out = cb.build_view(EMBEDDED_LM, "user", TEXT, "kl_final", "logit", "resid", "js", 0, 6, None, paper=True)
-    svg = cb.export_bytes(out, "svg").decode()
+    out = handlers.build_view(EMBEDDED_LM, "user", TEXT, "kl_final", "logit", "resid", "js", 0, 6, None, paper=True)
+    svg = handlers.export_bytes(out, "svg").decode()
     assert svg.startswith("<svg") and "Water" in svg
     assert out["figure"].data[0].hovertext is None
 
@@ -78,13 +78,13 @@ def test_both_and_difference_views(runtime, smollm2, tmp_path):
         for layer in lens.layer_translators:
             layer.bias.fill_(0.05)
     src = str(save_lens(lens, tmp_path / "tl"))
-    both = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "both", "resid", "js", 0, 6, src)
+    both = handlers.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "both", "resid", "js", 0, 6, src)
     assert [t.type for t in both["figure"].data] == ["heatmap", "heatmap"]
     assert both["figure"].data[0].zmin == both["figure"].data[1].zmin  # one shared colour range
     assert {t.name for t in both["summary"].data} == {"logit lens", "tuned lens"}
     lay = both["figure"].layout
     assert lay.yaxis.domain[0] > lay.yaxis2.domain[1]  # stacked: logit above tuned
-    side = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "side", "resid", "js", 0, 6, src)
+    side = handlers.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "side", "resid", "js", 0, 6, src)
     lay = side["figure"].layout
     assert [t.type for t in side["figure"].data] == ["heatmap", "heatmap"]
     assert lay.xaxis.domain[1] < lay.xaxis2.domain[0]  # side by side: logit left of tuned
@@ -92,7 +92,7 @@ def test_both_and_difference_views(runtime, smollm2, tmp_path):
     assert np.array_equal(np.asarray(side["figure"].data[1].z, float), np.asarray(both["figure"].data[1].z, float),
                           equal_nan=True)  # same tuned grid, other arrangement
     assert lay.height < both["figure"].layout.height
-    diff = cb.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "diff", "mlp", "js", 0, 6, src)
+    diff = handlers.build_view(EMBEDDED_LM, "user", TEXT, "entropy", "diff", "mlp", "js", 0, 6, src)
     z = np.asarray(diff["figure"].data[0].z, dtype=float)
     assert z.shape == (31, 6) and np.all(z[:-1] >= -1e-9) and np.all(z[:-1] <= np.log(2) + 1e-9)
     assert np.all(z[-1] == 0) and z[:-1].max() > 0
