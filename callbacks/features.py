@@ -159,9 +159,10 @@ DASH_OUTPUTS = ["info", "strip", "badges", "logits", "hist", "density_fig", "den
 def on_dashboard(model, sample, text, sae_ref, feature, _done, scan_tokens, tab):
     state = {"model": model, "sample": sample, "sae": sae_ref, "feature": feature, "tab": tab}
     out = dashboard(model, sample, text, sae_ref, feature, scan_tokens)
-    if "no_sae" in out:
-        keep = (no_update,) * len(DASH_OUTPUTS)
-        return (*keep, state, out["no_sae"], no_update, no_update)
+    if "no_sae" in out:  # the dashboard's boxes say what they wait for (not blank cards)
+        waiting = empty_figure("The dashboard needs an SAE: train one (below) or load one above.")
+        blank = {"logits": waiting, "hist": waiting, "density_fig": waiting}
+        return (*[blank.get(k) for k in DASH_OUTPUTS], state, out["no_sae"], no_update, no_update)
     scan_key, poll_off = no_update, no_update
     if not out["scanned"]:  # first visit: the scan starts by itself (one job per model, SAE and budget)
         made = scan_job(model, sae_ref, scan_tokens)
