@@ -7,7 +7,9 @@ runs (``forward_count`` does not move)."""
 from __future__ import annotations
 
 import base64
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -312,6 +314,9 @@ def sae(tmp_path_factory, runtime):
     return make_sae(tmp_path_factory.mktemp("robust-sae") / "sae", seed=5)
 
 
+RELATIVE_NON_SAE = "<relative path to a folder without an SAE>"
+
+
 def _dash(call, sae, model=EMBEDDED_LM, text=GOOD, feature=3, sae_ref=None) -> DashReply:
     return call("features-info.children", {
         "features-model.value": model, "features-sample.value": "user", "features-text.value": text,
@@ -327,10 +332,12 @@ def _dash(call, sae, model=EMBEDDED_LM, text=GOOD, feature=3, sae_ref=None) -> D
     ({"feature": -1}, ["0 to 95"]),
     ({"feature": "abc"}, ["feature"]),
     ({"sae_ref": "/nonexistent/sae"}, ["/nonexistent/sae"]),
-    ({"sae_ref": "../../etc"}, ["sae-lens sae folder", "cfg.json"]),
+    ({"sae_ref": RELATIVE_NON_SAE}, ["sae-lens sae folder", "cfg.json"]),
 ])
 def test_features_dashboard_rejects(call, sae, smollm2, kwargs, words):
     before = smollm2.forward_count
+    if kwargs.get("sae_ref") == RELATIVE_NON_SAE:  # a relative '../..' path to a real folder that holds no SAE
+        kwargs = {"sae_ref": os.path.relpath(Path(sae).parent)}
     _refused(_dash(call, sae, **kwargs), "features", *words)
     if kwargs.get("text") in ("", HUGE):
         assert smollm2.forward_count == before
