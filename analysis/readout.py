@@ -36,17 +36,31 @@ class LogitReadout:
     negative: list[TokenScore]
 
 
-def final_gain(lm: LoadedModel) -> torch.Tensor | None:
-    """The final norm's elementwise scale as it multiplies the stream (``1 + w`` for Gemma norms), or None."""
-    spec = arch_for(lm.model)
-    if not spec.final_norm:
-        return None
-    norm = get_module(lm.model, spec.final_norm)
+def norm_gain(norm: torch.nn.Module | None) -> torch.Tensor | None:
+    """A norm's elementwise scale as it multiplies its input (``1 + w`` for Gemma's RMSNorm), or None."""
     weight = getattr(norm, "weight", None)
     if weight is None:
         return None
     gain = weight.detach().float()
     return gain + 1.0 if "Gemma" in type(norm).__name__ else gain
+
+
+def final_gain(lm: LoadedModel) -> torch.Tensor | None:
+    """The final norm's elementwise scale as it multiplies the stream, or None."""
+    spec = arch_for(lm.model)
+    return norm_gain(get_module(lm.model, spec.final_norm)) if spec.final_norm else None
+
+
+def input_embedding(lm: LoadedModel) -> torch.Tensor:
+    """W_E [V, d] float32 on CPU (a copy) as the residual stream receives it: the embedding weight times the
+    embedding module's own scale (Gemma's sqrt(d_model), 1 elsewhere), as TransformerLens's ``W_E`` and
+    ``hook_embed`` are; ghost tokens and embedding statistics live in this space."""
+    module = lm.model.get_input_embeddings()
+    weight = module.weight.detach().to("cpu", torch.float32, copy=True)
+    scale = getattr(module, "embed_scale", None)
+    if scale is not None:
+        weight *= float(scale)
+    return weight
 
 
 def unembedding_weight(lm: LoadedModel) -> torch.Tensor:

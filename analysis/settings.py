@@ -16,6 +16,7 @@ from typing import Any
 
 EMBEDDED_LM = "embedded:smollm2-135m-instruct"
 EMBEDDED_ENCODER = "embedded:all-minilm-l6-v2"
+EMBEDDED_GEMMA = "embedded:gemma-3-270m"
 
 
 def _default_cache_dir() -> str:
@@ -26,7 +27,7 @@ def _default_cache_dir() -> str:
 class Settings:
     """Every knob of Glassbox; see ``config_example.py`` for the documented list."""
 
-    models: list[str] = field(default_factory=lambda: [EMBEDDED_LM, EMBEDDED_ENCODER])
+    models: list[str] = field(default_factory=lambda: [EMBEDDED_LM, EMBEDDED_GEMMA, EMBEDDED_ENCODER])
     default_model: str = EMBEDDED_LM
     device: str = "auto"  # auto | cuda | cuda:1 | mps | cpu
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16

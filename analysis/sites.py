@@ -40,6 +40,8 @@ class ArchSpec:
     mlp_out_module: str  # module whose output is what the MLP adds to the residual stream
     rotary: bool
     parallel: bool = False  # GPT-NeoX/Pythia parallel attention+MLP
+    q_norm: str | None = None  # per-head RMSNorm of the queries before rotary (QK-norm: Gemma 3, Qwen3, OLMo2)
+    k_norm: str | None = None
 
 
 LLAMA = ArchSpec(
@@ -55,6 +57,18 @@ GEMMA2 = ArchSpec(
     o="self_attn.o_proj", ln1="input_layernorm", ln2="pre_feedforward_layernorm", mlp="mlp",
     mlp_in="mlp.gate_proj", mlp_in_linear="mlp.up_proj", mlp_down="mlp.down_proj",
     attn_out_module="post_attention_layernorm", mlp_out_module="post_feedforward_layernorm", rotary=True,
+)
+# Gemma 3: Gemma 2's sandwich norms (pre/post attention, pre/post feed-forward) plus QK-norm, local
+# (sliding-window) and global layers with their own rotary bases (HF hands each layer its own cos/sin),
+# and the sqrt(d) embedding scale inside the embedding module (hook_embed is after it). hook_q / hook_k
+# are the per-head-normed queries and keys, i.e. what rotary rotates and what the scores use.
+GEMMA3 = ArchSpec(
+    family="gemma3", layers="model.layers", embed="model.embed_tokens", final_norm="model.norm",
+    attn="self_attn", qkv="separate", q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
+    o="self_attn.o_proj", ln1="input_layernorm", ln2="pre_feedforward_layernorm", mlp="mlp",
+    mlp_in="mlp.gate_proj", mlp_in_linear="mlp.up_proj", mlp_down="mlp.down_proj",
+    attn_out_module="post_attention_layernorm", mlp_out_module="post_feedforward_layernorm", rotary=True,
+    q_norm="self_attn.q_norm", k_norm="self_attn.k_norm",
 )
 GPT_NEOX = ArchSpec(
     family="gpt_neox", layers="gpt_neox.layers", embed="gpt_neox.embed_in", final_norm="gpt_neox.final_layer_norm",
@@ -79,7 +93,7 @@ BERT = ArchSpec(
 
 ARCHS: dict[str, ArchSpec] = {
     "llama": LLAMA, "mistral": LLAMA, "qwen2": LLAMA, "gemma": LLAMA, "olmo": LLAMA,
-    "gemma2": GEMMA2, "gpt_neox": GPT_NEOX, "gpt2": GPT2, "bert": BERT,
+    "gemma2": GEMMA2, "gemma3_text": GEMMA3, "gpt_neox": GPT_NEOX, "gpt2": GPT2, "bert": BERT,
 }
 
 LAYER_SITES = (

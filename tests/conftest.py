@@ -22,15 +22,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "glassbox"
 TEST_CACHE = Path(os.environ.get("GLASSBOX_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="glassbox-test-cache-"))
 os.environ["GLASSBOX_CACHE_DIR"] = str(TEST_CACHE)
-CONVERTED = Path("embedded") / "smollm2-135m-instruct-fp16"
+CONVERTED = [Path("embedded") / "smollm2-135m-instruct-fp16", Path("embedded") / "gemma-3-270m-fp16"]
 
 
 def _borrow_converted_model() -> None:
-    """Link the user's converted SmolLM2 (read-only use) into the test cache, when it is there."""
-    source, target = USER_CACHE / CONVERTED, TEST_CACHE / CONVERTED
-    if (source / "model.safetensors").is_file() and not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(source, target_is_directory=True)
+    """Link the user's converted SmolLM2 and Gemma 3 (read-only use) into the test cache, when there."""
+    for folder in CONVERTED:
+        source, target = USER_CACHE / folder, TEST_CACHE / folder
+        if (source / "model.safetensors").is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source, target_is_directory=True)
 
 
 def cache_fingerprint(root: Path) -> dict[str, tuple]:
@@ -59,7 +60,7 @@ USER_CACHE_BEFORE = cache_fingerprint(USER_CACHE)
 import pytest  # noqa: E402
 
 from analysis.runtime import Runtime, set_runtime  # noqa: E402
-from analysis.settings import EMBEDDED_ENCODER, EMBEDDED_LM, Settings  # noqa: E402
+from analysis.settings import EMBEDDED_ENCODER, EMBEDDED_GEMMA, EMBEDDED_LM, Settings  # noqa: E402
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
@@ -91,6 +92,12 @@ def runtime(settings: Settings) -> Runtime:
 @pytest.fixture(scope="session")
 def smollm2(runtime: Runtime):
     return runtime.model(EMBEDDED_LM)
+
+
+@pytest.fixture(scope="session")
+def gemma(runtime: Runtime):
+    """The embedded Gemma 3 270M (converted once from its GGUF, ~1-2 min on 2 cores, then cached)."""
+    return runtime.model(EMBEDDED_GEMMA)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from transformers import (
     BertModel,
     Gemma2Config,
     Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GemmaConfig,
     GemmaForCausalLM,
     GPT2Config,
@@ -42,6 +44,10 @@ def _build(name: str) -> torch.nn.Module:
         return Gemma2ForCausalLM(Gemma2Config(**COMMON, num_key_value_heads=2, head_dim=8,
                                               sliding_window=64, attn_logit_softcapping=None,
                                               final_logit_softcapping=None))
+    if name == "gemma3":  # two local layers (a 4-token window, shorter than the test texts) and a global one
+        return Gemma3ForCausalLM(Gemma3TextConfig(**COMMON, num_key_value_heads=2, head_dim=8, sliding_window=4,
+                                                  layer_types=["sliding_attention", "sliding_attention",
+                                                               "full_attention"], query_pre_attn_scalar=8))
     if name == "gpt_neox":
         return GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
                                                 num_hidden_layers=3, num_attention_heads=4,
@@ -54,7 +60,7 @@ def _build(name: str) -> torch.nn.Module:
     raise ValueError(name)
 
 
-ARCH_NAMES = ["llama", "mistral", "qwen2", "gemma", "gemma2", "gpt_neox", "gpt2", "bert"]
+ARCH_NAMES = ["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gpt_neox", "gpt2", "bert"]
 
 
 def tiny_model(name: str, seed: int = 0) -> LoadedModel:

@@ -31,7 +31,7 @@ from analysis.errors import InputError
 from analysis.features.sae import LoadedSAE
 from analysis.models import LoadedModel
 from analysis.params import parse_choice, parse_float
-from analysis.readout import LogitReadout, logit_readout, top_token_ids
+from analysis.readout import LogitReadout, input_embedding, logit_readout, top_token_ids
 from analysis.runtime import Runtime
 
 VECTOR_KINDS = ("decoder", "encoder")
@@ -82,7 +82,7 @@ def embedding_stats(runtime: Runtime, lm: LoadedModel) -> EmbeddingStats:
     """Embedding matrix, centroid, spread and first principal component (once per model)."""
 
     def compute() -> EmbeddingStats:
-        E = lm.model.get_input_embeddings().weight.detach().to("cpu", torch.float32, copy=True)
+        E = input_embedding(lm)  # as hook_embed sees it (Gemma's sqrt(d) scale included)
         centroid = E.mean(0)
         centred = E - centroid
         pc1 = torch.from_numpy(first_principal_component(E.numpy()))

@@ -21,6 +21,7 @@ from analysis.models import LoadedModel
 from analysis.paths import looks_like_path, user_path
 from analysis.runtime import Runtime
 from analysis.settings import EMBEDDED_LM, Settings
+from analysis.sites import arch_for, get_module
 
 HUB_REPO = "AlignmentResearch/tuned-lens"  # a Hugging Face *space*: lens/<model id>/{config.json,params.pt}
 MIRROR_ENV = "GLASSBOX_LENS_MIRROR"  # a local folder laid out like the space (lens/<model id>/...)
@@ -57,14 +58,18 @@ def get_unembed(runtime: Runtime, lm: LoadedModel):
 
 
 def _shared_unembed(model: Any) -> Any:
-    """An ``Unembed`` built as its ``__init__`` does, minus the two deep copies."""
-    from tuned_lens import model_surgery
+    """An ``Unembed`` built as its ``__init__`` does, minus the two deep copies, with the final norm found by
+    Glassbox's site map (tuned-lens's ``model_surgery`` knows only the OPT, GPT-2/Neo/J, NeoX, Bloom and
+    Llama families; Gemma 1-3, Qwen2 and Mistral need the same two modules found by name)."""
     from tuned_lens.nn.unembed import Unembed
 
+    spec = arch_for(model)
+    if spec.final_norm is None or model.get_output_embeddings() is None:
+        raise ValueError("no final norm and unembedding (an encoder)")
     unembed = Unembed.__new__(Unembed)
     torch.nn.Module.__init__(unembed)
-    unembed.final_norm = model_surgery.get_final_norm(model)
-    unembed.unembedding = model_surgery.get_unembedding_matrix(model)
+    unembed.final_norm = get_module(model, spec.final_norm)
+    unembed.unembedding = model.get_output_embeddings()
     return unembed
 
 

@@ -49,6 +49,7 @@ class TrainConfig:
     heldout_rows: int = 32
     precision: str = "auto"  # auto | bfloat16 | float32 (the unembedding matmul of the loss)
     save_every: int = 0  # also save + evaluate every N steps (0 = only at the end)
+    checkpoint_every: int = 8  # write a resumable checkpoint every N steps (0 = never)
     out: str | None = None
     seed: int = 0
     compare: str | None = None  # other lens folders (comma-separated) evaluated on the same held-out rows
@@ -188,11 +189,44 @@ def matmul_dtype(device: torch.device, precision: str) -> torch.dtype:
     return torch.bfloat16 if ("amx_bf16" in flags or "avx512_bf16" in flags) else torch.float32
 
 
+CHECKPOINT_FILE = "glassbox_checkpoint.pt"
+RESUME_KEYS = ("model_id", "steps", "seq_len", "batch_size", "lr", "warmup_steps", "weight_decay", "precision", "seed")
+
+
+def _checkpoint_key(cfg: TrainConfig) -> dict:
+    """The settings a checkpoint must share with a run to be resumed by it (the data order depends on them)."""
+    return {name: getattr(cfg, name) for name in RESUME_KEYS}
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, step: int, lens, opt, sched, losses: list[float],
+                     seconds: float) -> None:
+    """Everything a later run needs to continue at ``step`` (written atomically: a kill never leaves half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"key": _checkpoint_key(cfg), "step": step, "lens": lens.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "losses": list(losses), "seconds": seconds}, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict | None:
+    """The checkpoint at ``path`` when it was written by a run with the same settings, else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is ignored, the run starts afresh
+        return None
+    return state if state.get("key") == _checkpoint_key(cfg) else None
+
+
 def train_tuned_lens(runtime: Runtime, cfg: TrainConfig, job: Job | None = None) -> TrainResult:
     """Train, save in tuned-lens format, and evaluate on held-out text. Shared by CLI and page.
 
     Cancelling (``job``'s one cancel rule) stops after the current step and still saves and evaluates
-    the lens trained so far (``cancelled`` in the result)."""
+    the lens trained so far (``cancelled`` in the result). Every ``checkpoint_every`` steps the run writes
+    a checkpoint in its output folder; a later run with the same settings and folder continues from it
+    (so a multi-hour training survives a killed process or the end of a session), and a run that
+    completes removes it."""
     job = job or quiet_job()
     torch.manual_seed(cfg.seed)
     job.phase(f"loading {cfg.model_id}")
@@ -218,11 +252,21 @@ def train_tuned_lens(runtime: Runtime, cfg: TrainConfig, job: Job | None = None)
     mm_dtype = matmul_dtype(lm.device, cfg.precision)
     weight_mm = weight.detach().to(mm_dtype)
     out_dir = Path(cfg.out) if cfg.out else trained_lens_dir(runtime.settings, cfg.model_id)
+    checkpoint = out_dir / CHECKPOINT_FILE
     started = time.perf_counter()
     losses: list[float] = []
+    first = 0
+    resumed = _load_checkpoint(checkpoint, cfg)
+    if resumed is not None:
+        lens.load_state_dict(resumed["lens"])
+        opt.load_state_dict(resumed["opt"])
+        sched.load_state_dict(resumed["sched"])
+        losses, first = list(resumed["losses"]), int(resumed["step"])
+        started -= float(resumed["seconds"])  # wall time counts the earlier runs too
     cancelled = False
-    job.phase("training", total=cfg.steps, unit="steps", message=f"{cfg.batch_size * cfg.seq_len:,} tokens per step")
-    for step in range(cfg.steps):
+    job.phase("training", total=cfg.steps, unit="steps", done=first,
+              message=f"{cfg.batch_size * cfg.seq_len:,} tokens per step" + (f"; resumed at step {first}" if first else ""))
+    for step in range(first, cfg.steps):
         if job.should_stop():
             cancelled = True
             break
@@ -245,10 +289,16 @@ def train_tuned_lens(runtime: Runtime, cfg: TrainConfig, job: Job | None = None)
         sched.step()
         losses.append(total / len(sites))
         job.update(step + 1, f"mean KL to final {losses[-1]:.3f} nats")
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save_checkpoint(checkpoint, cfg, step + 1, lens, opt, sched, losses, time.perf_counter() - started)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _finish(runtime, lm, lens, cfg, out_dir, heldout, losses, started, cancelled, job)
             lens.layer_translators.train()
             job.phase("training", total=cfg.steps, unit="steps", done=step + 1)
+    if cancelled and cfg.checkpoint_every and losses:
+        _save_checkpoint(checkpoint, cfg, len(losses), lens, opt, sched, losses, time.perf_counter() - started)
+    elif not cancelled:
+        checkpoint.unlink(missing_ok=True)
     return _finish(runtime, lm, lens, cfg, out_dir, heldout, losses, started, cancelled, job)
 
 

@@ -284,7 +284,11 @@ def open_index(runtime: Runtime, model_id: str, index: str | None = None) -> Neu
 
 
 def neuron_direction(lm: LoadedModel, layer: int, neuron: int) -> torch.Tensor:
-    """The neuron's output weights (W_out row): the column ``neuron`` of the MLP's down projection."""
+    """The neuron's output weights (W_out row): the column ``neuron`` of the MLP's down projection, as it
+    reaches the residual stream. Gemma 2/3 normalise the MLP output (RMSNorm) before adding it: that
+    scales every token's whole output by a positive 1/rms and then by the norm's gain, so the neuron's
+    direction in the stream is gain * W_out[:, neuron] (the per-token 1/rms rescales, never turns it)."""
+    from analysis.readout import norm_gain
     from analysis.sites import arch_for, base_model_root, get_module
 
     if not 0 <= layer < lm.info.n_layers:
@@ -295,7 +299,10 @@ def neuron_direction(lm: LoadedModel, layer: int, neuron: int) -> torch.Tensor:
     block = get_module(base_model_root(lm.model, spec), spec.layers)[layer]
     down = get_module(block, spec.mlp_down)
     weight = down.weight  # Linear: [d_model, d_mlp]; GPT-2 Conv1D: [d_mlp, d_model]
-    return weight[neuron].detach() if type(down).__name__ == "Conv1D" else weight[:, neuron].detach()
+    column = weight[neuron].detach() if type(down).__name__ == "Conv1D" else weight[:, neuron].detach()
+    post = get_module(block, spec.mlp_out_module)
+    gain = norm_gain(post) if post is not down else None  # a post-MLP norm (Gemma 2/3)
+    return column.float() * gain if gain is not None else column
 
 
 def readout_dict(readout: LogitReadout) -> dict[str, list[dict[str, Any]]]:

@@ -82,7 +82,11 @@ def test_queries_and_keys_reproduce_attention_scores(tiny):
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * attn.scaling
     if tiny.info.is_causal:
         t = ids.shape[1]
-        scores = scores.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), 1), float("-inf"))
+        hidden = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        types, window = getattr(tiny.model.config, "layer_types", None), getattr(tiny.model.config, "sliding_window", None)
+        if types and types[layer] == "sliding_attention" and window and window < t:  # Gemma 3's local layers
+            hidden |= torch.tril(torch.ones(t, t, dtype=torch.bool), -window)
+        scores = scores.masked_fill(hidden, float("-inf"))
     torch.testing.assert_close(scores.softmax(-1), acts[f"blocks.{layer}.attn.hook_pattern"], atol=ATOL, rtol=0)
     if spec.rotary:  # rotary really changes q (so the three DeepPeek modes differ)
         q_pre = capture(tiny, ids, [f"blocks.{layer}.attn.hook_q"]).acts[f"blocks.{layer}.attn.hook_q"]
@@ -101,14 +105,14 @@ def test_z_mlp_and_residual_pieces_add_up(tiny):
     block = get_module(tiny.model, spec.layers)[layer]
     # MLP neurons through the down projection give the MLP output (no dropout in eval).
     mlp_out = get_module(block, spec.mlp_down)(a["mlp.hook_post"])
-    if spec.family == "gemma2":  # Gemma-2 normalises the MLP output before adding it
+    if spec.family in ("gemma2", "gemma3"):  # Gemma 2/3 normalise the MLP output before adding it
         mlp_out = get_module(block, "post_feedforward_layernorm")(mlp_out)
     torch.testing.assert_close(mlp_out, a["hook_mlp_out"], atol=ATOL, rtol=0)
     z = a["attn.hook_z"].flatten(-2)
     o = get_module(block, spec.o)(z)
     if spec.family == "bert":
         return
-    if spec.family == "gemma2":
+    if spec.family in ("gemma2", "gemma3"):
         o = get_module(block, "post_attention_layernorm")(o)
     torch.testing.assert_close(o, a["hook_attn_out"], atol=ATOL, rtol=0)
     torch.testing.assert_close(a["hook_resid_mid"] + a["hook_mlp_out"], a["hook_resid_post"], atol=ATOL, rtol=0)

@@ -10,7 +10,7 @@ from analysis.sites import arch_for, get_module
 from tests.tiny_models import tiny_model
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma", "gemma2", "gpt_neox", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "gemma", "gemma2", "gemma3", "gpt_neox", "gpt2"])
 def test_logit_effects_equal_hf_norm_then_unembed(arch):
     """W_U (gain * d) equals HF's final norm then head on d, rescaled by the norm's own 1/rms (and with the
     norm's bias removed): so the Gemma ``1 + w`` convention is read off HF's module, not assumed."""

@@ -97,3 +97,51 @@ def test_both_and_difference_views(runtime, smollm2, tmp_path):
     assert z.shape == (31, 6) and np.all(z[:-1] >= -1e-9) and np.all(z[:-1] <= np.log(2) + 1e-9)
     assert np.all(z[-1] == 0) and z[:-1].max() > 0
     assert "JS divergence" in diff["figure"].layout.title.text
+
+
+def test_training_resumes_from_its_checkpoint(runtime, smollm2, tmp_path):
+    """Killed (here: cancelled) at step 2 of 4, a second run with the same settings continues from the
+    checkpoint and ends with the lens an uninterrupted run makes; a completed run removes the checkpoint."""
+    from analysis.lens.train import CHECKPOINT_FILE
+
+    def config(folder: str) -> TrainConfig:
+        return TrainConfig(steps=4, seq_len=16, batch_size=1, heldout_rows=1, out=str(tmp_path / folder),
+                           warmup_steps=0, lr=1e-2, checkpoint_every=2)
+
+    whole = train_tuned_lens(runtime, config("whole"))
+    assert not (tmp_path / "whole" / CHECKPOINT_FILE).exists()
+
+    def stop_at_two(progress) -> None:
+        if progress.phase == "training" and progress.done >= 2:
+            job.cancel()
+
+    job = Job(on_progress=stop_at_two, min_interval_s=0)
+    first = train_tuned_lens(runtime, config("split"), job)
+    assert first.cancelled and first.steps_done == 2
+    assert torch.load(tmp_path / "split" / CHECKPOINT_FILE, weights_only=False)["step"] == 2
+    seen = []
+    second = train_tuned_lens(runtime, config("split"), Job(on_progress=seen.append, min_interval_s=0))
+    assert not second.cancelled and second.steps_done == 4
+    assert any("resumed at step 2" in (p.message or "") for p in seen)
+    assert [p.done for p in seen if p.phase == "training" and p.done][-2:] == [3, 4]
+    assert second.losses == pytest.approx(whole.losses, rel=1e-5)
+    ours = torch.load(tmp_path / "split" / "params.pt", weights_only=True)
+    reference = torch.load(tmp_path / "whole" / "params.pt", weights_only=True)
+    for name, value in reference.items():
+        torch.testing.assert_close(ours[name], value, atol=1e-6, rtol=1e-5)
+    assert not (tmp_path / "split" / CHECKPOINT_FILE).exists()
+
+
+def test_training_ignores_a_checkpoint_of_other_settings(runtime, smollm2, tmp_path):
+    from analysis.lens.train import CHECKPOINT_FILE, _load_checkpoint, _save_checkpoint
+
+    cfg = TrainConfig(steps=4, seq_len=16, batch_size=1, out=str(tmp_path))
+    lens = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(lens.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    _save_checkpoint(tmp_path / CHECKPOINT_FILE, cfg, 2, lens, opt, sched, [1.0, 0.5], 3.0)
+    assert _load_checkpoint(tmp_path / CHECKPOINT_FILE, cfg)["step"] == 2
+    other = TrainConfig(steps=4, seq_len=32, batch_size=1, out=str(tmp_path))
+    assert _load_checkpoint(tmp_path / CHECKPOINT_FILE, other) is None
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    assert _load_checkpoint(tmp_path / CHECKPOINT_FILE, cfg) is None
