@@ -76,7 +76,7 @@ def main() -> None:
     lm = runtime.model(EMBEDDED_LM)
     text = _text_of(lm, runtime.samples, N_TOKENS)
     n = len(lm.tokenizer(text)["input_ids"])
-    sites = page_sites(lm, page_kinds(lm.info, n, runtime.settings.run_cache_bytes // 2))
+    sites = page_sites(runtime, lm, page_kinds(lm.info, n, runtime.settings.run_cache_bytes // 2))
     ids = torch.tensor([lm.tokenizer(text)["input_ids"]])
 
     def plain_forward() -> None:

@@ -75,12 +75,21 @@ def _page_of_outputs() -> str | None:
     return prefix if prefix in PAGES else None
 
 
+def mark_field(exc: GlassboxError) -> None:
+    """Mark ``exc``'s field invalid with its message while the callback still succeeds (a partial failure,
+    e.g. a bad tuned lens while the logit lens draws)."""
+    field = getattr(exc, "field", None)
+    if field:
+        set_props(field, {"invalid": True})
+        set_props(f"{field}-feedback", {"children": friendly(exc)})
+
+
 def on_callback_error(exc: Exception) -> None:
     """The app's ``on_error``: outputs stay as they were; the field or the page's alert shows the message."""
     message = friendly(exc)
     current = _current.get()
     page = current[0] if current else _page_of_outputs()
-    for ok in parsed_fields():
+    for ok in getattr(exc, "parsed_fields", None) or parsed_fields():
         set_props(ok, {"invalid": False})
     field = getattr(exc, "field", None)
     if field:
@@ -104,7 +113,12 @@ def page_callback(page: str, *dependencies: Any, **kwargs: Any) -> Callable:
             *values, opened_by = args
             _current.set((page, name))
             with track_fields() as fields:
-                result = func(*values)
+                try:
+                    result = func(*values)
+                except Exception as exc:
+                    # the fields parsed before the failure are fine: on_error clears their marks
+                    exc.parsed_fields = [f for f in fields if f != getattr(exc, "field", None)]
+                    raise
             for ok in fields:
                 set_props(ok, {"invalid": False})
             if opened_by == name:

@@ -20,7 +20,7 @@ from analysis.lens import (
 )
 from analysis.params import parse_choice, parse_int
 from analysis.runtime import get_runtime
-from callbacks.common import page_callback, register_job, register_picker_callbacks
+from callbacks.common import mark_field, page_callback, register_job, register_picker_callbacks
 from callbacks.shell import register_model_loading
 from components.figures import figure_bytes
 from components.lens_grid import SCALES, difference_figure, grid_figure, pair_figure, summary_figure
@@ -57,6 +57,7 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
     if view == "diff":
         div = parse_choice(div, "Divergence", DIVERGENCES)
     source = (source or "").strip() or None
+    source_field = "lens-source" if source else None  # a typed lens that fails is marked on its box
     stat_label = STATISTICS[stat]
     base = lens_grid(runtime, model, body, lens="logit", statistic=stat, start=start_i, width=width_i, residual=residual)
     window = f"positions {base.start}–{base.start + len(base.tokens) - 1} of {base.n_tokens}"
@@ -65,13 +66,15 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
     tuned_error = ""
     if view != "logit":
         tuned = lens_grid(runtime, model, body, lens="tuned", statistic=stat, start=start_i, width=width_i,
-                          residual=residual, tuned_source=source)
+                          residual=residual, tuned_source=source, tuned_field=source_field)
     else:
         try:
             tuned = lens_grid(runtime, model, body, lens="tuned", statistic=stat, start=start_i, width=width_i,
-                              residual=residual, tuned_source=source)
+                              residual=residual, tuned_source=source, tuned_field=source_field)
         except GlassboxError as exc:  # the summary just shows the logit lens then; the note says why once
             tuned_error = str(exc)
+            if source_field:  # a lens the user typed: marked on its box too
+                mark_field(exc)
     if tuned is not None:
         curves["tuned"] = tuned.summary()
     title_tail = f"{model.split(':')[-1]} · {window}"

@@ -237,7 +237,7 @@ def show_compare(model: str, layer: Any, neuron: Any, layer_b: Any, neuron_b: An
     head = html.Div(f"cosine {pair['cosine']:.3f} · Jaccard {pair['jaccard']:.3f} (both symmetric)",
                     className="fw-semibold mb-2", id="neurons-compare-sims")
     fig = compare_figure(pair["sample_a"], pair["sample_b"], _unit_label(layer, neuron), _unit_label(layer_b, neuron_b))
-    return html.Div([head, html.Div(cols, className="row g-3")]), fig
+    return html.Div([head, html.Div(cols, className="row g-3 mx-0")]), fig  # mx-0: no gutter overflow
 
 
 __all__ = ["dcc"]

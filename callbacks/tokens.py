@@ -39,6 +39,7 @@ from analysis.tokens import (
 )
 from callbacks.common import page_callback, register_picker_callbacks
 from callbacks.shell import register_model_loading
+from components.feedback import RUNNING_HIDDEN, RUNNING_SHOWN
 from components.figures import empty_figure, graph
 from components.tokens_panels import (
     attention_heatmap,
@@ -145,7 +146,8 @@ def loading_message(model_id: str, samples: Any, user_text: str | None) -> str:
 @page_callback(PAGE, Output("tokens-strips", "children"), Output("tokens-meta", "data"),
                Output("tokens-tool", "value"),
                Input("tokens-model", "value"), Input("tokens-sample", "value"), Input("tokens-text", "value"),
-               State("tokens-tool", "value"))
+               State("tokens-tool", "value"),
+               running=[(Output("tokens-loading-box", "style"), RUNNING_SHOWN, RUNNING_HIDDEN)])
 def load_samples(model_id: str, samples: Any, user_text: str | None, tool: str) -> tuple:
     """Run (or fetch from cache) every open sample and render the strips."""
     body, meta = load_view(model_id, samples, user_text)

@@ -119,7 +119,7 @@ def top_feature_badges(top: Sequence[tuple[int, float]], selected: int) -> html.
 def no_sae_note(message: str) -> html.Div:
     """Shown inside the tabs that need an SAE when there is none (the tabs that need only a vector still work)."""
     return html.Div([html.B("No SAE loaded. "), html.Span(message), html.Span(" Or: "), html.Code(COMMAND)],
-                    className="small text-muted gb-no-sae", id="features-no-sae")
+                    className="small text-muted gb-no-sae")
 
 
 def neighbours_table(title: str, rows: Sequence[dict[str, Any]], value_key: str, hrefs: Sequence[str],

@@ -24,10 +24,19 @@ def info_note(text: str, note_id: str | None = None) -> html.Div:
     return html.Div(text, className="text-muted small gb-note", **kwargs)
 
 
-def loading(children: object, loading_id: str | None = None, message: object = None) -> object:
-    """Wrap slow outputs in a spinner that appears after a short delay, with an optional line saying what runs."""
+def loading(children: object, loading_id: str | None = None) -> object:
+    """Wrap slow outputs in a spinner that appears after a short delay."""
     kwargs = {"id": loading_id} if loading_id else {}
-    if message is not None:
-        kwargs["custom_spinner"] = html.Div([dbc.Spinner(size="sm", color="primary", spinner_class_name="me-2"),
-                                             message], className="gb-loading small text-muted d-flex align-items-center")
     return dcc.Loading(children, type="dot", delay_show=250, **kwargs)
+
+
+RUNNING_SHOWN = {"display": "flex"}
+RUNNING_HIDDEN = {"display": "none"}
+
+
+def running_line(prefix: str) -> html.Div:
+    """A spinner + a line saying what runs (``<prefix>-msg``), shown while a callback runs: the callback
+    passes ``running=[(Output("<prefix>-box", "style"), RUNNING_SHOWN, RUNNING_HIDDEN)]``."""
+    return html.Div([dbc.Spinner(size="sm", color="primary", spinner_class_name="me-2"), html.Span(id=f"{prefix}-msg")],
+                    id=f"{prefix}-box", className="gb-loading small text-muted align-items-center mb-2",
+                    style=RUNNING_HIDDEN)

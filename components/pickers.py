@@ -40,7 +40,8 @@ def sample_picker(page: str, samples: Sequence[tuple[str, str, str]], value: str
         [
             dbc.Label("Sample", html_for=f"{page}-sample", className="small text-muted mb-0"),
             dcc.Dropdown(id=f"{page}-sample", options=sample_options(samples), value=value, clearable=False,
-                         multi=multi, optionHeight=30, maxHeight=420),
+                         multi=multi, optionHeight=30, maxHeight=420,
+                         className="gb-no-select-all" if multi else None),  # thousands of samples: no "Select All"
             dbc.Collapse(
                 html.Div([dbc.Textarea(id=f"{page}-text", value=user_text, placeholder="Paste or type any text…",
                                        rows=4, className="mt-2 font-monospace small", debounce=True),

@@ -202,13 +202,15 @@ def lens_grid(
     width: int = 64,
     residual: str = "resid",
     tuned_source: str | None = None,
+    tuned_field: str | None = None,
 ) -> LensGrid:
-    """The lens grid for a window of ``text`` (see module docstring). Never re-runs a cached text."""
+    """The lens grid for a window of ``text`` (see module docstring). Never re-runs a cached text.
+    ``tuned_field`` names the form field a bad ``tuned_source`` is reported on."""
     if statistic not in STATISTICS:
         raise InputError(f"Unknown statistic '{statistic}' (choose from {', '.join(STATISTICS)}).")
     lm, run = lens_run(runtime, model_id, text)
     start, end = check_window(run.n_tokens, start, width)
-    lens_obj, source, stamp = get_lens(runtime, lm, lens, tuned_source)
+    lens_obj, source, stamp = get_lens(runtime, lm, lens, tuned_source, field=tuned_field)
     key = (model_id, run.key, lens, source, stamp, residual, start, end)
     stats = _stats_memo(runtime).get_or_compute(key, lambda: compute_stats(lm, run, lens_obj, residual, start, end))
     top_strings = _decode(lm, stats.top_ids)

@@ -10,7 +10,7 @@ import callbacks.tokens  # noqa: F401 - registers the page's callbacks
 from analysis.runtime import get_runtime
 from callbacks.common import model_labels, sample_rows
 from callbacks.tokens import initial_state
-from components.feedback import error_alert, loading
+from components.feedback import error_alert, loading, running_line
 from components.pickers import picker_row
 from components.tokens_controls import controls, download_buttons
 from components.urlstate import url_state
@@ -36,7 +36,8 @@ def layout(**query: str) -> html.Div:
     left = dbc.Col([
         html.Div([html.Div(id="tokens-legend", className="me-3"), html.Span(id="tokens-notes", className="small text-muted")],
                  className="d-flex flex-wrap align-items-center mb-2"),
-        loading(html.Div(id="tokens-strips", className="gb-strips"), message=html.Span(id="tokens-loading-msg")),
+        running_line("tokens-loading"),
+        loading(html.Div(id="tokens-strips", className="gb-strips")),
         download_buttons(),
     ], lg=7, className="mb-3")
     right = dbc.Col(html.Div([tabs, html.Div(id="tokens-panel", className="gb-panel pt-2")], className="gb-side"),
