@@ -10,7 +10,7 @@ Site names follow TransformerLens so sae-lens SAEs attach by ``hook_name``:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from analysis.errors import InputError
@@ -62,14 +62,7 @@ GEMMA2 = ArchSpec(
 # (sliding-window) and global layers with their own rotary bases (HF hands each layer its own cos/sin),
 # and the sqrt(d) embedding scale inside the embedding module (hook_embed is after it). hook_q / hook_k
 # are the per-head-normed queries and keys, i.e. what rotary rotates and what the scores use.
-GEMMA3 = ArchSpec(
-    family="gemma3", layers="model.layers", embed="model.embed_tokens", final_norm="model.norm",
-    attn="self_attn", qkv="separate", q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
-    o="self_attn.o_proj", ln1="input_layernorm", ln2="pre_feedforward_layernorm", mlp="mlp",
-    mlp_in="mlp.gate_proj", mlp_in_linear="mlp.up_proj", mlp_down="mlp.down_proj",
-    attn_out_module="post_attention_layernorm", mlp_out_module="post_feedforward_layernorm", rotary=True,
-    q_norm="self_attn.q_norm", k_norm="self_attn.k_norm",
-)
+GEMMA3 = replace(GEMMA2, family="gemma3", q_norm="self_attn.q_norm", k_norm="self_attn.k_norm")
 GPT_NEOX = ArchSpec(
     family="gpt_neox", layers="gpt_neox.layers", embed="gpt_neox.embed_in", final_norm="gpt_neox.final_layer_norm",
     attn="attention", qkv="neox", q="attention.query_key_value", k="attention.query_key_value",

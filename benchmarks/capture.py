@@ -16,7 +16,7 @@ from analysis.capture import capture, run_text
 from analysis.runtime import Runtime
 from analysis.settings import EMBEDDED_LM, load_settings
 from analysis.sites import arch_for, available_sites
-from benchmarks.common import write_result
+from benchmarks.common import interleaved, write_result
 
 N_TOKENS = 512
 REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
@@ -43,15 +43,7 @@ def main() -> None:
     def full() -> None:
         capture(lm, ids, "all")
 
-    bare(), full()  # warm-up
-    bare_times, full_times = [], []
-    for _ in range(REPEATS):  # interleaved so drift hits both equally
-        start = time.perf_counter()
-        bare()
-        bare_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        full()
-        full_times.append(time.perf_counter() - start)
+    bare_times, full_times = interleaved(bare, full, REPEATS)
     text = lm.tokenizer.decode(ids[0])
     start = time.perf_counter()
     run = run_text(lm, text, "all", max_tokens=2048)

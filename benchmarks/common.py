@@ -27,6 +27,19 @@ def timed(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> list[floa
     return times
 
 
+def interleaved(first: Callable[[], Any], second: Callable[[], Any], repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``first`` and ``second`` run alternately ``repeats`` times after one warm-up each
+    (so machine drift hits both sides equally)."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return times
+
+
 def summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     return {

@@ -30,7 +30,7 @@ def main() -> None:
     from analysis.settings import EMBEDDED_GEMMA, load_settings
     from analysis.sites import arch_for, available_sites
     from benchmarks.capture import sample_ids
-    from benchmarks.common import write_result
+    from benchmarks.common import interleaved, write_result
 
     runtime = set_runtime(Runtime(load_settings()))
     lm = runtime.model(EMBEDDED_GEMMA)
@@ -41,15 +41,7 @@ def main() -> None:
         with torch.inference_mode():
             lm.model(input_ids=ids, use_cache=False)
 
-    bare(), capture(lm, ids, "all")  # warm-up
-    bare_times, full_times = [], []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        bare()
-        bare_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        capture(lm, ids, "all")
-        full_times.append(time.perf_counter() - start)
+    bare_times, full_times = interleaved(bare, lambda: capture(lm, ids, "all"), REPEATS)
     bare_med, full_med = statistics.median(bare_times), statistics.median(full_times)
 
     text = lm.tokenizer.decode(ids[0, 1:LENS_TOKENS + 1])
