@@ -6,7 +6,7 @@ import importlib
 import logging
 from typing import Any
 
-ROUTE_MODULES: list[str] = ["app.api_v1"]  # e.g. "app.api_neurons"
+ROUTE_MODULES: list[str] = ["app.api_v1", "app.api_circuits"]  # e.g. "app.api_neurons"
 
 
 def register_all(api: Any, runtime: Any) -> None:

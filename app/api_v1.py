@@ -122,21 +122,28 @@ def run_payload(runtime: Runtime, model_id: str, text: str) -> dict[str, Any]:
             "loss": loss, "mean_loss": sum(valid) / len(valid) if valid else None}
 
 
+def model_arg(runtime: Runtime, args: dict[str, Any]) -> str:
+    """The request's model (default: the configured one); not configured -> 404."""
+    model = str(args.get("model") or runtime.settings.default_model)
+    if not runtime.registry.allowed(model):
+        raise NotFound(f"Unknown model '{model}' (configured: {', '.join(runtime.settings.models)}).")
+    return model
+
+
+def text_arg(runtime: Runtime, args: dict[str, Any]) -> str:
+    text = args.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("text is required (a non-empty string).")
+    return runtime.check_text(text)
+
+
+def model_and_text(runtime: Runtime, args: dict[str, Any]) -> tuple[str, str]:
+    return model_arg(runtime, args), text_arg(runtime, args)
+
+
 def register(api: Blueprint, runtime: Runtime) -> None:
     """Add the v1 routes, CORS and the docs page to the API blueprint."""
     import analysis.neurons as neurons
-
-    def model_arg(args: dict[str, Any]) -> str:
-        model = str(args.get("model") or runtime.settings.default_model)
-        if not runtime.registry.allowed(model):
-            raise NotFound(f"Unknown model '{model}' (configured: {', '.join(runtime.settings.models)}).")
-        return model
-
-    def text_arg(args: dict[str, Any]) -> str:
-        text = args.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("text is required (a non-empty string).")
-        return runtime.check_text(text)
 
     @api.after_request
     def _cors(response: Response) -> Response:
@@ -160,14 +167,14 @@ def register(api: Blueprint, runtime: Runtime) -> None:
     @api.route("/run", methods=["GET", "POST"])
     def run():  # type: ignore[no-untyped-def]
         args = _args()
-        return jsonify(_clean(run_payload(runtime, model_arg(args), text_arg(args))))
+        return jsonify(_clean(run_payload(runtime, model_arg(runtime, args), text_arg(runtime, args))))
 
     @api.route("/lens", methods=["GET", "POST"])
     def lens():  # type: ignore[no-untyped-def]
         from analysis.lens import LENSES, MAX_WIDTH, RESIDUALS, STATISTICS, lens_grid
 
         args = _args()
-        grid = lens_grid(runtime, model_arg(args), text_arg(args),
+        grid = lens_grid(runtime, model_arg(runtime, args), text_arg(runtime, args),
                          lens=parse_choice(args.get("lens"), "lens", LENSES, default="logit"),
                          statistic=parse_choice(args.get("statistic"), "statistic", STATISTICS, default="kl_final"),
                          start=_int(args, "start", 0, 0), width=_int(args, "width", 64, 1, MAX_WIDTH),
@@ -180,7 +187,7 @@ def register(api: Blueprint, runtime: Runtime) -> None:
     def indexes():  # type: ignore[no-untyped-def]
         model = request.args.get("model")
         if model:
-            model_arg({"model": model})
+            model_arg(runtime, {"model": model})
         return jsonify({"indexes": [{k: v for k, v in m.items() if k != "path"}
                                     for m in neurons.list_indexes(runtime, model)]})
 
@@ -189,7 +196,7 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         args = _args()
         if args.get("layer") in (None, ""):
             raise InputError("layer is required (an integer, or 'sae').")
-        record = neurons.neuron_record(runtime, model_arg(args), args["layer"], args.get("neuron"), args.get("index"),
+        record = neurons.neuron_record(runtime, model_arg(runtime, args), args["layer"], args.get("neuron"), args.get("index"),
                                        n_snippets=_int(args, "snippets", 20, 1, 1000),
                                        n_similar=_int(args, "similar", 10, 0, 100), graph=_bool(args, "graph"),
                                        llm=_bool(args, "llm"))
@@ -200,7 +207,7 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         args = _args()
         if args.get("layer") in (None, ""):
             raise InputError("layer is required (an integer, or 'sae').")
-        return jsonify(_clean(neurons.layer_ranking(runtime, model_arg(args), args["layer"], str(args.get("sort", "max")),
+        return jsonify(_clean(neurons.layer_ranking(runtime, model_arg(runtime, args), args["layer"], str(args.get("sort", "max")),
                                                     _int(args, "limit", 50, 1, 5000), _int(args, "offset", 0, 0),
                                                     args.get("index"))))
 
@@ -210,7 +217,7 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         token = args.get("token")
         if not token:
             raise InputError("token is required (the token text to search, e.g. ' the').")
-        return jsonify(_clean(neurons.search_token(runtime, model_arg(args), token, _int(args, "limit", 50, 1, 1000),
+        return jsonify(_clean(neurons.search_token(runtime, model_arg(runtime, args), token, _int(args, "limit", 50, 1, 1000),
                                                    args.get("index"))))
 
     @api.route("/compare")
@@ -219,7 +226,7 @@ def register(api: Blueprint, runtime: Runtime) -> None:
         for name in ("layer_a", "neuron_a", "layer_b", "neuron_b"):
             if args.get(name) in (None, ""):
                 raise InputError(f"{name} is required.")
-        out = neurons.compare(runtime, model_arg(args), (args["layer_a"], args["neuron_a"]),
+        out = neurons.compare(runtime, model_arg(runtime, args), (args["layer_a"], args["neuron_a"]),
                               (args["layer_b"], args["neuron_b"]), args.get("index"))
         out.pop("sample_a")
         out.pop("sample_b")
@@ -228,7 +235,7 @@ def register(api: Blueprint, runtime: Runtime) -> None:
     @api.route("/feature")
     def feature():  # type: ignore[no-untyped-def]
         args = _args()
-        model = model_arg(args)
+        model = model_arg(runtime, args)
         if args.get("source") == "index":
             return jsonify(_clean(neurons.feature_record(runtime, model, args.get("feature"), args.get("index"))))
         from analysis.features import feature_record, resolve

@@ -2,6 +2,7 @@
 
     python -m app.figure lens --model embedded:smollm2-135m-instruct --text "Paris is the capital of" --out grid.pdf
     python -m app.figure tokens --sample prose:... --tool attention --layer 3 --head 2 --token 5 --out attn.svg
+    python -m app.figure circuits --text "The Eiffel Tower is in the city of" --target " Paris" --out dla.pdf
     python -m app.figure --url "http://host:8050/lens?model=...&sample=...&stat=entropy" --out fig.png --scale 3
 
 A page URL's query is the page's state (what each page writes into its URL), so ``--url`` reproduces the
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-PAGES = ("tokens", "lens", "regions", "features", "neurons")
+PAGES = ("tokens", "lens", "regions", "features", "neurons", "circuits")
 FORMATS = ("svg", "pdf", "png")
 
 # CLI option -> the key the page writes into its URL (so --url and options meet in one state dict).
@@ -28,6 +29,8 @@ OPTION_KEYS = {
     "width_tokens": "width", "source": "source", "dim": "dim", "norm": "norm", "feature": "feature", "sae": "sae",
     "neuron": "neuron", "pooling": "pooling", "method": "method", "components": "k", "grid": "grid",
     "n_per_label": "n", "categories": "cats", "threshold": "threshold", "figure": "figure", "scan": "scan",
+    "position": "pos", "target": "target", "contrast": "contrast", "corrupted": "corrupted", "noise": "noise",
+    "positions": "positions",
 }
 
 
@@ -60,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample", help="a sample id of the library (comma-separated for several on Tokens)")
     g = p.add_argument_group("view (what the page's controls set)")
     g.add_argument("--figure", help="which figure of the page: tokens values|hist|scatter, lens grid|summary, "
-                                    "regions heatmap|graph, features logits|hist, neurons logits|quantiles|graph")
+                                    "regions heatmap|graph, features logits|hist, neurons logits|quantiles|graph, "
+                                    "circuits heads|layers|strip|graph|patching")
     g.add_argument("--layer")
     g.add_argument("--head", help="head number or 'mean' (Tokens)")
     g.add_argument("--token", help="selected token position (Tokens)")
@@ -84,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grid")
     g.add_argument("--n-per-label")
     g.add_argument("--categories")
-    g.add_argument("--threshold")
+    g.add_argument("--threshold", help="Regions: edge threshold; Circuits: contribution-graph threshold")
+    g.add_argument("--position", help="Circuits: the prediction's position (default the last token)")
+    g.add_argument("--target", help="Circuits: top | true | a token | #id")
+    g.add_argument("--contrast", help="Circuits: a token to subtract (logit difference)")
+    g.add_argument("--corrupted", help="Circuits patching: the corrupted prompt")
+    g.add_argument("--noise", help="Circuits patching: positions to corrupt with noise, e.g. 1-3")
+    g.add_argument("--positions", help="Circuits patching: patched positions (default all)")
     return p
 
 

@@ -195,5 +195,38 @@ def neurons_figure(state: dict[str, Any]) -> Rendered:
     raise InputError(f"Unknown Neurons figure '{kind}': use logits, quantiles or graph.")
 
 
+# ---- circuits ----------------------------------------------------------------------------------
+
+def circuits_figure(state: dict[str, Any]) -> Rendered:
+    """``figure``: heads (default, the DLA layer x head heatmap), layers, strip, graph or patching."""
+    from analysis.runtime import get_runtime
+    from callbacks import circuits as handlers
+    from components.pickers import USER_SAMPLE
+
+    runtime = get_runtime()
+    model = state.get("model") or runtime.settings.default_model
+    if state.get("text") is None and not state.get("sample"):
+        sample, text = USER_SAMPLE, handlers.DEFAULT_PROMPT
+    else:
+        sample, text = _text_and_samples(state, runtime.samples.default_sample_id())
+    position, target, contrast = state.get("pos"), state.get("target") or "top", state.get("contrast")
+    kind = state.get("figure") or "heads"
+    if kind in ("heads", "layers", "strip"):
+        out = handlers.attribution_view(model, sample, text, position, target, contrast)
+        return Rendered(_fig(out[kind]), 900 if kind != "heads" else 640, None)
+    if kind == "graph":
+        out = handlers.graph_view(model, sample, text, position, state.get("threshold", 0.04), state.get("renorm", True))
+        return Rendered(_fig(out["figure"]), 1100, None)
+    if kind == "patching":
+        body = runtime.text(sample, text)
+        grid = handlers.patching_grid(runtime, model, body, state.get("corrupted") or None,
+                                      noise_positions=state.get("noise"), seed=state.get("seed", 0),
+                                      site=state.get("site") or "resid", target=target, contrast=contrast,
+                                      positions=state.get("positions"))
+        return Rendered(_fig(handlers.patch_figure(grid, state.get("scale") != "raw")), 900, None)
+    raise InputError(f"Unknown Circuits figure '{kind}': use heads, layers, strip, graph or patching.")
+
+
 RENDERERS = {"tokens": tokens_figure, "lens": lens_figure, "regions": regions_figure, "features": features_figure,
-             "neurons": neurons_figure}
+             "neurons": neurons_figure,
+             "circuits": circuits_figure}

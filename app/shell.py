@@ -21,6 +21,7 @@ NAV = [
     ("Regions", "/regions"),
     ("Features", "/features"),
     ("Neurons", "/neurons"),
+    ("Circuits", "/circuits"),
 ]
 
 

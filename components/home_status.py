@@ -14,6 +14,8 @@ PAGES = [
     ("Regions", "/regions", "Activation regions per layer and category, and the graph that links them (NRAG)."),
     ("Features", "/features", "SAE features: activations, top examples, logit effects, token lists, definition trees."),
     ("Neurons", "/neurons", "A neuron database: top snippets, similar neurons, token search, JSON API."),
+    ("Circuits", "/circuits", "Which heads, MLPs and earlier tokens made a prediction: logit attribution, "
+     "contribution graph, activation patching."),
 ]
 
 

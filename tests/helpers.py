@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from analysis.neurons import IndexConfig
@@ -119,3 +120,14 @@ def dash_call(client, app, output: str, values: dict[str, object]) -> DashReply:
     resp = client.post("/_dash-update-component", json=payload)
     assert resp.status_code in (200, 204), resp.get_data(as_text=True)[:2000]
     return DashReply(resp.status_code, resp.get_json(silent=True) if resp.status_code == 200 else None)
+
+
+def plotly_array(value: object) -> np.ndarray:
+    """A figure array as the browser receives it: a list, or plotly's typed array {dtype, bdata, shape}."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = [int(x) for x in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape)
+    return np.asarray(value, dtype=float)

@@ -1,0 +1,224 @@
+"""Activation patching (causal tracing): restore one clean activation in a corrupted run, read the effect.
+
+The corrupted run is a second prompt of the same token count, or ROME's corruption (Meng et al. 2022):
+Gaussian noise of 3 x the embedding's standard deviation added to the token embeddings of chosen
+positions (seeded, so a grid is reproducible). For every (layer, position) cell the clean value of one site
+(the block's input stream ``resid``, the attention output ``attn`` or the MLP output ``mlp``) replaces the
+corrupted one, and the metric at the last position is read: the target's probability, or the logit
+difference target - contrast.
+
+Many patches per forward: all cells of one layer go in one batch (batch index = patched position). The
+corrupted prompt enters with batch 1 and is widened to the batch at that layer's input, so the layers below
+a patch run once for the whole batch instead of once per cell; attention is fused (SDPA) and only the last
+position is read out through the head. Clean and corrupted runs come from the run cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.capture import capture
+from analysis.circuits.attribution import single_token
+from analysis.circuits.decompose import require_causal, softcap
+from analysis.errors import InputError
+from analysis.jobs import Job, quiet_job
+from analysis.models import LoadedModel
+from analysis.params import parse_choice, parse_int, parse_ranges
+from analysis.readout import input_embedding
+from analysis.runtime import Runtime
+
+PATCH_SITES = {"resid": "hook_resid_pre", "attn": "hook_attn_out", "mlp": "hook_mlp_out"}
+PATCH_SITE_LABELS = {"resid": "residual stream (block input)", "attn": "attention output", "mlp": "MLP output"}
+NOISE_SCALE = 3.0  # ROME: 3 x the embedding standard deviation
+MAX_CELLS = 8192  # layers x positions of one grid
+BATCH_TOKENS = 8192  # tokens per batched forward (batch x prompt length)
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A second prompt (``text``) or ROME noise on ``positions`` (std ``NOISE_SCALE`` x the embedding std)."""
+
+    text: str | None = None
+    positions: tuple[int, ...] = ()
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.text is not None:
+            return "corrupted prompt"
+        return f"noise {NOISE_SCALE:g}σ on positions {', '.join(map(str, self.positions))} (seed {self.seed})"
+
+
+@dataclass
+class PatchingGrid:
+    """values[l, i] = the metric with the clean ``site`` restored at (layer l, positions[i])."""
+
+    model_id: str
+    tokens: list[str]
+    corrupted_tokens: list[str]
+    site: str
+    metric: str  # "prob" | "logit_diff"
+    target_label: str
+    corruption: str
+    positions: list[int]
+    values: np.ndarray  # [L, len(positions)]
+    clean_value: float
+    corrupted_value: float
+    forwards: int  # batched forwards the grid took
+
+    @property
+    def recovered(self) -> np.ndarray:
+        """(patched - corrupted) / (clean - corrupted): 1 = the patch restores the clean behaviour."""
+        gap = self.clean_value - self.corrupted_value
+        return (self.values - self.corrupted_value) / gap if abs(gap) > 1e-12 else np.full_like(self.values, np.nan)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "tokens": self.tokens, "corrupted_tokens": self.corrupted_tokens,
+                "site": self.site, "metric": self.metric, "target": self.target_label, "corruption": self.corruption,
+                "positions": self.positions, "values": self.values.tolist(), "clean_value": self.clean_value,
+                "corrupted_value": self.corrupted_value, "recovered": np.nan_to_num(self.recovered, nan=0.0).tolist(),
+                "forwards": self.forwards}
+
+
+def noise(lm: LoadedModel, positions: tuple[int, ...], seed: int) -> torch.Tensor:
+    """ROME's noise for ``positions``: [len, d] ~ N(0, (3 * std(W_E))^2), from ``seed``."""
+    std = float(input_embedding(lm).std())
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(len(positions), lm.info.d_model, generator=generator) * (NOISE_SCALE * std)
+
+
+def _noise_edit(lm: LoadedModel, corruption: Corruption) -> dict:
+    if corruption.text is not None:
+        return {}
+    index = torch.tensor(corruption.positions, dtype=torch.long)
+    delta = noise(lm, corruption.positions, corruption.seed)
+
+    def add(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[:, index] += delta.to(x.device, x.dtype)
+        return x
+
+    return {"hook_embed": add}
+
+
+def metric_values(lm: LoadedModel, logits: torch.Tensor, target: int, contrast: int | None) -> torch.Tensor:
+    """[B] probability of ``target`` (or logit difference to ``contrast``) from last-position logits [B, V]."""
+    logits = logits.float()
+    if contrast is not None:
+        return logits[:, target] - logits[:, contrast]
+    return logits.softmax(-1)[:, target]
+
+
+def _last_logits(lm: LoadedModel, normed_last: torch.Tensor) -> torch.Tensor:
+    """The head on the final normed stream of the last position (plus Gemma 2's soft-cap)."""
+    head = lm.model.get_output_embeddings()
+    with torch.inference_mode():
+        logits = head(normed_last.to(head.weight.dtype)).float()
+    cap = softcap(lm)
+    return cap * torch.tanh(logits / cap) if cap is not None else logits
+
+
+def parse_corruption(lm: LoadedModel, n_tokens: int, corrupted_text: str | None, noise_positions: Any,
+                     seed: Any = 0) -> Corruption:
+    if corrupted_text not in (None, ""):
+        return Corruption(text=corrupted_text)
+    positions = parse_ranges(noise_positions, "Noise positions", 0, n_tokens - 1, field="circuits-noise-positions")
+    if not positions:
+        raise InputError("Give a corrupted prompt, or the positions to corrupt with noise (e.g. 1-3).",
+                         field="circuits-noise-positions")
+    return Corruption(positions=tuple(positions), seed=parse_int(seed, "Noise seed", 0, 2**31 - 1, default=0))
+
+
+def patch_layer(lm: LoadedModel, corrupted_ids: list[int], corruption: Corruption, site: str, layer: int,
+                positions: list[int], clean_values: torch.Tensor) -> torch.Tensor:
+    """Last-position logits [len(positions), V] with the clean ``site`` value restored at (layer, each position),
+    one batched forward (the corrupted prompt widened to the batch at ``layer``'s input)."""
+    batch = len(positions)
+    index = torch.tensor(positions, dtype=torch.long)
+    rows = torch.arange(batch)
+    patch = clean_values[index]  # [B, d]
+
+    def widen(x: torch.Tensor) -> torch.Tensor:
+        x = x.expand(batch, *x.shape[1:]).clone()
+        if site == "resid":
+            x[rows, index] = patch.to(x.device, x.dtype)
+        return x
+
+    def restore(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[rows, index] = patch.to(x.device, x.dtype)
+        return x
+
+    edits = dict(_noise_edit(lm, corruption))
+    edits[f"blocks.{layer}.hook_resid_pre"] = widen
+    if site != "resid":
+        edits[f"blocks.{layer}.{PATCH_SITES[site]}"] = restore
+    result = capture(lm, torch.tensor([corrupted_ids]), ["ln_final.hook_normalized"], logits=False, edits=edits,
+                     fused_attention=True)
+    return _last_logits(lm, result.acts["ln_final.hook_normalized"][:, -1])
+
+
+def patching_grid(runtime: Runtime, model_id: str, clean_text: str, corrupted_text: str | None = None, *,
+                  noise_positions: Any = None, seed: Any = 0, site: Any = "resid", target: str = "top",
+                  contrast: str | None = None, positions: Any = None, job: Job | None = None) -> PatchingGrid:
+    """The patching grid of ``site`` over every layer x ``positions`` (default all) of the clean prompt."""
+    job = job or quiet_job()
+    lm = runtime.model(model_id)
+    require_causal(lm)
+    site = parse_choice(site, "Patched site", PATCH_SITES, field="circuits-patch-site")
+    n_layers = lm.info.n_layers
+    sites = [f"blocks.{layer}.{PATCH_SITES[site]}" for layer in range(n_layers)]
+    clean = runtime.run(model_id, clean_text, sites)
+    corruption = parse_corruption(lm, clean.n_tokens, corrupted_text, noise_positions, seed)
+    if corruption.text is not None:
+        corrupted = runtime.run(model_id, corruption.text, [])
+        if corrupted.n_tokens != clean.n_tokens:
+            raise InputError(f"The corrupted prompt has {corrupted.n_tokens} tokens and the clean one {clean.n_tokens}: "
+                             "patching needs the same token count (edit one of them).", field="circuits-corrupted")
+        corrupted_ids, corrupted_tokens = corrupted.token_ids, corrupted.tokens
+        corrupted_last = corrupted.logits[-1:].float()
+    else:
+        corrupted_ids, corrupted_tokens = clean.token_ids, clean.tokens
+        noisy = capture(lm, torch.tensor([corrupted_ids]), ["ln_final.hook_normalized"], logits=False,
+                        edits=_noise_edit(lm, corruption), fused_attention=True)
+        corrupted_last = _last_logits(lm, noisy.acts["ln_final.hook_normalized"][:, -1])
+    wanted = parse_ranges(positions, "Positions", 0, clean.n_tokens - 1, field="circuits-positions")
+    cells_at = list(range(clean.n_tokens)) if wanted is None else wanted
+    if n_layers * len(cells_at) > MAX_CELLS:
+        raise InputError(f"The grid would have {n_layers} layers x {len(cells_at)} positions = "
+                         f"{n_layers * len(cells_at):,} cells; the limit is {MAX_CELLS:,}: choose fewer positions.",
+                         field="circuits-positions")
+    target_id = int(torch.argmax(clean.logits[-1])) if target in (None, "", "top") else \
+        single_token(lm, target, "The target token", "circuits-target")
+    contrast_id = None if contrast in (None, "") else single_token(lm, contrast, "The contrast token",
+                                                                 "circuits-contrast")
+    clean_value = float(metric_values(lm, clean.logits[-1:], target_id, contrast_id)[0])
+    corrupted_value = float(metric_values(lm, corrupted_last, target_id, contrast_id)[0])
+    per_batch = max(1, min(len(cells_at), BATCH_TOKENS // clean.n_tokens))
+    values = np.zeros((n_layers, len(cells_at)))
+    forwards = 0
+    job.phase(f"patching {n_layers} layers x {len(cells_at)} positions", total=n_layers * len(cells_at), unit="cells")
+    for layer in range(n_layers):
+        clean_values = clean.act(sites[layer]).float()
+        for start in range(0, len(cells_at), per_batch):
+            job.check()
+            chunk = cells_at[start : start + per_batch]
+            logits = patch_layer(lm, corrupted_ids, corruption, site, layer, chunk, clean_values)
+            values[layer, start : start + len(chunk)] = metric_values(lm, logits, target_id, contrast_id).cpu().numpy()
+            forwards += 1
+            job.advance(len(chunk))
+    shown = lm.decode([target_id])[0]
+    label = f"p({shown!r})" if contrast_id is None else f"logit {shown!r} − {lm.decode([contrast_id])[0]!r}"
+    return PatchingGrid(lm.model_id, list(clean.tokens), list(corrupted_tokens), site,
+                        "prob" if contrast_id is None else "logit_diff", label, corruption.label, cells_at, values,
+                        clean_value, corrupted_value, forwards)
+
+
+def noise_scale(lm: LoadedModel) -> float:
+    """The noise's standard deviation for this model (3 x the embedding std), shown beside the control."""
+    return NOISE_SCALE * float(input_embedding(lm).std())
+
