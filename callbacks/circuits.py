@@ -19,8 +19,9 @@ from analysis.circuits import (
     prune_graph,
 )
 from analysis.circuits.decompose import require_causal
+from analysis.circuits.patching import check_request
 from analysis.errors import InputError
-from analysis.params import parse_choice, parse_int, parse_ranges
+from analysis.params import parse_choice, parse_int
 from analysis.runtime import get_runtime
 from callbacks.common import page_callback, register_job, register_picker_callbacks
 from callbacks.shell import register_model_loading
@@ -93,9 +94,7 @@ def attribution_view(model: str, sample: str | None, text: str | None, position:
 def graph_view(model: str, sample: str | None, text: str | None, position: Any, threshold: Any,
                renormalize: Any) -> dict[str, Any]:
     runtime = get_runtime()
-    body = _text(sample, text)
-    _run(model, body)
-    contrib = contributions(runtime, model, body)
+    contrib = contributions(runtime, model, _text(sample, text))
     graph = prune_graph(contrib, position, threshold, bool(renormalize))
     data = graph.to_dict()
     title = (f"Contribution graph to position {graph.position} ({show_token(graph.tokens[graph.position])}) · "
@@ -144,19 +143,8 @@ def patch_job(model: str, sample: str | None, text: str | None, corrupted: str |
     body = _text(sample, text)
     site = parse_choice(site, "Patched site", PATCH_SITES, field=f"{P}-patch-site")
     corrupted = (corrupted or "").strip() or None
-    if corrupted is None and not (noise or "").strip():
-        raise InputError("Give a corrupted prompt, or the positions to corrupt with noise (e.g. 1-3).",
-                         field=f"{P}-noise-positions")
-    seed_i = parse_int(seed, "Noise seed", 0, 2**31 - 1, default=0, field=f"{P}-seed")
-    n_tokens = len(runtime.tokens(model, body))
-    parse_ranges(positions, "Positions", 0, n_tokens - 1, field=f"{P}-positions")
-    if corrupted is not None:
-        n_corrupted = len(runtime.tokens(model, runtime.check_text(corrupted, field=f"{P}-corrupted")))
-        if n_corrupted != n_tokens:
-            raise InputError(f"The corrupted prompt has {n_corrupted} tokens and the clean one {n_tokens}: patching "
-                             "needs the same token count.", field=f"{P}-corrupted")
-    else:
-        parse_ranges(noise, "Noise positions", 0, n_tokens - 1, field=f"{P}-noise-positions")
+    corruption, _cells, _n = check_request(runtime, model, body, corrupted, noise, seed, positions)
+    seed_i = corruption.seed
     target = (target or "").strip() or "top"
     if target == "true":
         raise InputError("Patching reads the last position, whose true next token is unknown: use top or a token.",

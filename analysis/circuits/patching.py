@@ -122,15 +122,33 @@ def _last_logits(lm: LoadedModel, normed_last: torch.Tensor) -> torch.Tensor:
     return cap * torch.tanh(logits / cap) if cap is not None else logits
 
 
-def parse_corruption(lm: LoadedModel, n_tokens: int, corrupted_text: str | None, noise_positions: Any,
-                     seed: Any = 0) -> Corruption:
+def check_request(runtime: Runtime, model_id: str, clean_text: str, corrupted_text: str | None, noise_positions: Any,
+                  seed: Any = 0, positions: Any = None) -> tuple[Corruption, list[int], int]:
+    """(corruption, patched positions, token count) of a patching request, checked from token counts alone
+    (no forward): the page checks before it starts the job, the grid before it runs."""
+    n_tokens = len(runtime.tokens(model_id, clean_text))
+    seed_i = parse_int(seed, "Noise seed", 0, 2**31 - 1, default=0, field="circuits-seed")
+    wanted = parse_ranges(positions, "Positions", 0, n_tokens - 1, field="circuits-positions")
     if corrupted_text not in (None, ""):
-        return Corruption(text=corrupted_text)
-    positions = parse_ranges(noise_positions, "Noise positions", 0, n_tokens - 1, field="circuits-noise-positions")
-    if not positions:
-        raise InputError("Give a corrupted prompt, or the positions to corrupt with noise (e.g. 1-3).",
-                         field="circuits-noise-positions")
-    return Corruption(positions=tuple(positions), seed=parse_int(seed, "Noise seed", 0, 2**31 - 1, default=0))
+        corrupted = runtime.check_text(corrupted_text, field="circuits-corrupted")
+        n_corrupted = len(runtime.tokens(model_id, corrupted))
+        if n_corrupted != n_tokens:
+            raise InputError(f"The corrupted prompt has {n_corrupted} tokens and the clean one {n_tokens}: patching "
+                             "needs the same token count (edit one of them).", field="circuits-corrupted")
+        corruption = Corruption(text=corrupted)
+    else:
+        noisy = parse_ranges(noise_positions, "Noise positions", 0, n_tokens - 1, field="circuits-noise-positions")
+        if not noisy:
+            raise InputError("Give a corrupted prompt, or the positions to corrupt with noise (e.g. 1-3).",
+                             field="circuits-noise-positions")
+        corruption = Corruption(positions=tuple(noisy), seed=seed_i)
+    cells_at = list(range(n_tokens)) if wanted is None else wanted
+    n_layers = runtime.model(model_id).info.n_layers
+    if n_layers * len(cells_at) > MAX_CELLS:
+        raise InputError(f"The grid would have {n_layers} layers x {len(cells_at)} positions = "
+                         f"{n_layers * len(cells_at):,} cells; the limit is {MAX_CELLS:,}: choose fewer positions.",
+                         field="circuits-positions")
+    return corruption, cells_at, n_tokens
 
 
 def patch_layer(lm: LoadedModel, corrupted_ids: list[int], corruption: Corruption, site: str, layer: int,
@@ -172,13 +190,11 @@ def patching_grid(runtime: Runtime, model_id: str, clean_text: str, corrupted_te
     site = parse_choice(site, "Patched site", PATCH_SITES, field="circuits-patch-site")
     n_layers = lm.info.n_layers
     sites = [f"blocks.{layer}.{PATCH_SITES[site]}" for layer in range(n_layers)]
+    corruption, cells_at, _n_tokens = check_request(runtime, model_id, clean_text, corrupted_text, noise_positions,
+                                                    seed, positions)
     clean = runtime.run(model_id, clean_text, sites)
-    corruption = parse_corruption(lm, clean.n_tokens, corrupted_text, noise_positions, seed)
     if corruption.text is not None:
         corrupted = runtime.run(model_id, corruption.text, [])
-        if corrupted.n_tokens != clean.n_tokens:
-            raise InputError(f"The corrupted prompt has {corrupted.n_tokens} tokens and the clean one {clean.n_tokens}: "
-                             "patching needs the same token count (edit one of them).", field="circuits-corrupted")
         corrupted_ids, corrupted_tokens = corrupted.token_ids, corrupted.tokens
         corrupted_last = corrupted.logits[-1:].float()
     else:
@@ -186,12 +202,6 @@ def patching_grid(runtime: Runtime, model_id: str, clean_text: str, corrupted_te
         noisy = capture(lm, torch.tensor([corrupted_ids]), ["ln_final.hook_normalized"], logits=False,
                         edits=_noise_edit(lm, corruption), fused_attention=True)
         corrupted_last = _last_logits(lm, noisy.acts["ln_final.hook_normalized"][:, -1])
-    wanted = parse_ranges(positions, "Positions", 0, clean.n_tokens - 1, field="circuits-positions")
-    cells_at = list(range(clean.n_tokens)) if wanted is None else wanted
-    if n_layers * len(cells_at) > MAX_CELLS:
-        raise InputError(f"The grid would have {n_layers} layers x {len(cells_at)} positions = "
-                         f"{n_layers * len(cells_at):,} cells; the limit is {MAX_CELLS:,}: choose fewer positions.",
-                         field="circuits-positions")
     target_id = int(torch.argmax(clean.logits[-1])) if target in (None, "", "top") else \
         single_token(lm, target, "The target token", "circuits-target")
     contrast_id = None if contrast in (None, "") else single_token(lm, contrast, "The contrast token",
