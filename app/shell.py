@@ -25,6 +25,19 @@ NAV = [
 ]
 
 
+def lazy_warmup() -> html.Div:
+    """One hidden instance of each lazily loaded dcc component, rendered with the shell.
+
+    dcc renders these through ``React.lazy``; the first instance suspends, and React's retry of a
+    suspended boundary waits while updates keep coming (the model-load poll, job polls), so a page's
+    Model and Sample dropdowns stayed blank for up to 90 s during a first model load. Resolving the
+    lazy components here, before any page callback runs, lets the pages render them at once.
+    """
+    return html.Div([dcc.Dropdown(id="shell-warm-dropdown", options=[]), dcc.Graph(id="shell-warm-graph"),
+                     dcc.Slider(id="shell-warm-slider", min=0, max=1), dcc.Upload(id="shell-warm-upload")],
+                    style={"display": "none"}, **{"aria-hidden": "true"})
+
+
 def shell_layout() -> html.Div:
     """Called per page load, so the badge shows the current device and model count."""
     runtime = get_runtime()
@@ -59,6 +72,7 @@ def shell_layout() -> html.Div:
             navbar,
             loading,
             dcc.Interval(id="shell-model-poll", interval=700, max_intervals=-1),
+            lazy_warmup(),
             dbc.Container(dash.page_container, fluid=True, className="gb-page"),
         ]
     )

@@ -548,6 +548,41 @@ def test_every_page_layout_builds(dash_app):
     assert {"home", "tokens", "lens", "regions", "features", "neurons"} <= set(built)
 
 
+def _component_types(tree) -> set[str]:
+    """Every Dash component type in a layout tree."""
+    found: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif hasattr(node, "_type"):
+            found.add(f"{node._namespace}.{node._type}")
+            stack.extend(getattr(node, name, None) for name in ("children", "label", "tab_label"))
+    return found
+
+
+def test_shell_resolves_every_lazy_component_pages_use(dash_app):
+    """dcc's lazily loaded components suspend on their first render and React's retry waits while
+    updates keep coming, so a page's first Model dropdown stayed blank for ~90 s during a model load.
+    The shell renders one hidden instance of each; every lazy type a page uses must be among them."""
+    import dash
+
+    from app.shell import lazy_warmup
+
+    lazy = {f"dash_core_components.{name}" for name in
+            ("Dropdown", "Graph", "Slider", "RangeSlider", "Upload", "Markdown", "DatePickerSingle",
+             "DatePickerRange")}
+    warm = _component_types(lazy_warmup()) & lazy
+    used: set[str] = set()
+    for page in dash.page_registry.values():
+        layout = page["layout"]
+        used |= _component_types(layout() if callable(layout) else layout) & lazy
+    assert "dash_core_components.Dropdown" in used and "dash_core_components.Graph" in used
+    assert used <= warm, f"lazy dcc types a page uses but the shell does not warm up: {sorted(used - warm)}"
+    assert lazy_warmup().style == {"display": "none"}
+
+
 def test_no_callback_loop_runs_through_two_callbacks(client, dash_app):
     """Dash resolves a loop only inside one callback; through two it stalls the page (a typed value sends
     no request while any callback of the page runs). Every input -> output path is checked."""
