@@ -51,6 +51,7 @@ class Capture:
 
     acts: dict[str, torch.Tensor]
     logits: torch.Tensor | None
+    cache: Any = None  # the pass's keys and values (a transformers DynamicCache), when asked for
 
 
 @dataclass
@@ -286,6 +287,9 @@ def capture(
     observe: dict[str, Observer] | None = None,
     stop_early: bool = False,
     fused_attention: bool = False,
+    past: Any = None,
+    keep_cache: bool = False,
+    resume: tuple[int, torch.Tensor] | None = None,
 ) -> Capture:
     """Run one batched forward pass and return the requested sites ([B, T, ...]) and logits.
 
@@ -295,7 +299,11 @@ def capture(
     ``observe`` maps a site to a function that reads its value during the pass (pooling, folding a batch
     into an index) without the capture holding on to it. ``stop_early`` ends the pass after the last block
     that holds a requested or observed site (no logits then). ``fused_attention`` runs the pass with SDPA
-    (faster; attention patterns cannot be captured then).
+    (faster; attention patterns cannot be captured then). ``past`` (a transformers Cache of a causal model)
+    continues an earlier pass: ``input_ids`` are the tokens after the cache's length; ``keep_cache`` returns
+    the pass's keys and values in ``Capture.cache`` (every layer full length, no sliding-window trimming).
+    ``resume=(layer, stream)`` starts the pass at block ``layer`` with ``stream`` [B, T, d] as its input (an
+    earlier pass's ``hook_resid_pre`` there): the blocks below do not run, so no site below it exists.
     """
     info = lm.info
     spec = arch_for(lm.model)
@@ -308,8 +316,12 @@ def capture(
         if fused_attention and local == "attn.hook_pattern":
             raise InputError("Attention patterns need eager attention: capture them without fused_attention.")
         parsed.append((site, layer, local))
-    edits = edits or {}
+    edits = dict(edits or {})
     observe = observe or {}
+    if resume is not None:
+        edits.pop("hook_embed", None)  # the embedding is replaced at the resumed layer
+        used = parsed + [(site, *parse_site(site, info.n_layers)) for site in [*edits, *observe]]
+        edits = _resumed(resume, edits, used, info.n_layers)
     requested = {(layer, local) for _site, layer, local in parsed}
     direct: dict[tuple[int | None, str], dict[str, Any]] = {}
     for site, fn in [*((s, ("edit", f)) for s, f in edits.items()), *((s, ("observe", f)) for s, f in observe.items())]:
@@ -342,19 +354,67 @@ def capture(
                 kwargs["inputs_embeds"] = embeds
             else:
                 kwargs["input_ids"] = device_ids
+            if past is not None or keep_cache:
+                if not info.is_causal:
+                    raise InputError("Keys and values are reused only for causal models.")
+                kwargs["past_key_values"] = past if past is not None else _full_cache()
+            if resume is not None:
+                skipped = [(i, hooks.layers[i]) for i in range(resume[0])]
+                for i, _block in skipped:
+                    hooks.layers[i] = _SkippedBlock()
             output = None
             runner = lm.model if (logits and info.is_causal and not early) else lm.model.base_model
             with torch.inference_mode(), _attention_implementation(lm.model, fused_attention):
                 lm.forward_count += 1
                 try:
-                    output = runner(**kwargs, use_cache=False) if info.is_causal else runner(**kwargs)
+                    use_cache = "past_key_values" in kwargs
+                    output = runner(**kwargs, use_cache=use_cache) if info.is_causal else runner(**kwargs)
                 except _StopForward:
                     output = None
             acts = {site: hooks.assemble(layer, local) for site, layer, local in parsed}
         finally:
+            if resume is not None:
+                for i, block in skipped:
+                    hooks.layers[i] = block
             hooks.remove()
     out_logits = getattr(output, "logits", None) if output is not None else None
-    return Capture(acts=acts, logits=out_logits)
+    cache = kwargs.get("past_key_values") if keep_cache and output is not None else None
+    return Capture(acts=acts, logits=out_logits, cache=cache)
+
+
+class _SkippedBlock(torch.nn.Module):
+    """Stands in for a block below a resumed pass's first layer: hands its input stream on unchanged."""
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return hidden_states
+
+
+def _resumed(resume: tuple[int, torch.Tensor], edits: dict[str, Edit], used: list, n_layers: int) -> dict[str, Edit]:
+    """The edits of a resumed pass: ``stream`` replaces block ``layer``'s input, before any edit of it."""
+    layer, stream = resume
+    if not 0 <= layer < n_layers:
+        raise InputError(f"A pass resumes at a layer in 0-{n_layers - 1}, not {layer}.")
+    below = sorted({site for site, at, _local in used
+                    if (at is not None and at < layer) or (at is None and not site.startswith("ln_final"))})
+    if below:
+        raise InputError(f"A pass resumed at layer {layer} has no site below it: {', '.join(below)}.")
+    site = f"blocks.{layer}.hook_resid_pre"
+    then = edits.get(site)
+
+    def replace(x: torch.Tensor) -> torch.Tensor:
+        if stream.shape[1:] != x.shape[1:]:
+            raise InputError(f"The resumed stream has shape {tuple(stream.shape)}; the pass has {tuple(x.shape)}.")
+        value = stream.to(x.device, x.dtype)
+        return then(value) if then is not None else value
+
+    return edits | {site: replace}
+
+
+def _full_cache() -> Any:
+    """An empty cache whose layers keep every position (the model's own default trims sliding-window layers)."""
+    from transformers import DynamicCache
+
+    return DynamicCache()
 
 
 def tokenize(lm: LoadedModel, text: str, max_tokens: int) -> list[int]:

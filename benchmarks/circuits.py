@@ -3,8 +3,11 @@
 1. DLA: Glassbox (one hooked HF forward + attribution) vs TransformerLens (``run_with_cache`` +
    ``stack_head_results`` + ``logit_attrs`` on a HookedTransformer of the same weights; its conversion
    is not timed): time and peak working memory.
-2. Patching: the batched grid (one forward per layer, the batch = the patched positions) vs one plain HF
-   forward with one hook per cell, on the same cells (all 30 layers x a set of positions).
+2. Patching: the grid's own path (one corrupted pass kept, then batches of nearby positions per layer that
+   start at their layer and first position) vs one plain HF forward with one hook per cell, on the same
+   cells (all 30 layers x a set of positions); and ``patching_grid`` itself over every layer x every
+   position (ROME noise on positions 1-3, the clean run included) against the per-cell rate measured on
+   the subset times the full grid's cell count (every per-cell forward is the same full pass).
 3. Contribution graph: the streamed kernel vs LLM-TT's full per-layer materialisation ([T, T, H, d] and
    ``get_contributions`` written out as LLM-TT does), time and peak working memory for one layer; the
    whole graph (30 layers) for ours.
@@ -29,6 +32,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 LENGTHS = (128, 512)
+FULL_GRID_LENGTHS = (128,)  # the whole 30 x 512 grid is ~440 TFLOP: hours on 2 CPU cores
 PATCH_POSITIONS = {128: 8, 512: 3}  # positions patched per length (x 30 layers); the per-cell side is slow
 DENSE_LIMIT_BYTES = 14 << 30  # the dense side's address-space cap (it needs ~3 x T^2 H d x 4 bytes)
 
@@ -95,7 +99,7 @@ def child(part: str, n_tokens: int) -> dict[str, Any]:
             transformerlens_dla(model, ids, len(ids) - 1, target)
             return _measure(lambda: transformerlens_dla(model, ids, len(ids) - 1, target))
     if part in ("patch-batched", "patch-per-cell"):
-        from analysis.circuits.patching import Corruption, patch_layer
+        from analysis.circuits.patching import BATCH_TOKENS, CorruptedRun, Corruption, batches, patch_layer
         from tests.circuits.test_patching import hook_patched_logits
 
         sites = [f"blocks.{layer}.hook_resid_pre" for layer in range(lm.info.n_layers)]
@@ -107,8 +111,11 @@ def child(part: str, n_tokens: int) -> dict[str, Any]:
         corruption = Corruption(text="(ids)")
 
         def batched() -> None:
+            run, _last = CorruptedRun.of(lm, corrupted, corruption)
             for layer in range(lm.info.n_layers):
-                patch_layer(lm, corrupted, corruption, "resid", layer, positions, clean.act(sites[layer]).float())
+                for columns in batches(positions, BATCH_TOKENS // len(ids)):
+                    patch_layer(lm, corrupted, corruption, "resid", layer, [positions[i] for i in columns],
+                                clean.act(sites[layer]).float(), run)
 
         def per_cell() -> None:
             for layer in range(lm.info.n_layers):
@@ -118,6 +125,21 @@ def child(part: str, n_tokens: int) -> dict[str, Any]:
 
         out = _measure(batched if part == "patch-batched" else per_cell)
         return out | {"cells": lm.info.n_layers * count}
+    if part == "patch-grid-all":
+        from analysis.circuits.patching import patching_grid
+
+        if n_tokens not in FULL_GRID_LENGTHS:
+            return {"seconds": None, "peak_mb": None,
+                    "skipped": f"full grid measured at {FULL_GRID_LENGTHS} tokens only (hours on 2 CPU cores)"}
+
+        grid = None
+
+        def full_grid() -> None:
+            nonlocal grid
+            grid = patching_grid(runtime, lm.model_id, text, noise_positions="1-3", site="resid")
+
+        out = _measure(full_grid)
+        return out | {"cells": int(grid.values.size), "forwards": grid.forwards}
     if part in ("graph-ours-layer", "graph-ours-all", "graph-dense-layer"):
         from analysis.circuits import circuit_sites
         from analysis.circuits.graph import layer_contributions, run_contributions
@@ -156,18 +178,20 @@ def main() -> None:
     results: dict[str, Any] = {}
     for n in LENGTHS:
         row = {part: _run_child(part, n) for part in ("dla-ours", "dla-transformerlens", "patch-batched",
-                                                        "patch-per-cell", "graph-ours-layer", "graph-ours-all",
-                                                        "graph-dense-layer")}
+                                                        "patch-per-cell", "patch-grid-all", "graph-ours-layer",
+                                                        "graph-ours-all", "graph-dense-layer")}
         results[str(n)] = row
         dense_bytes = n * n * 9 * 576 * 4
         ours, tl = row["dla-ours"], row["dla-transformerlens"]
-        batched, per_cell = row["patch-batched"], row["patch-per-cell"]
+        batched, per_cell, full = row["patch-batched"], row["patch-per-cell"], row["patch-grid-all"]
         layer, dense = row["graph-ours-layer"], row["graph-dense-layer"]
         row["ratios"] = {
             "dla_time_tl_over_ours": (tl["seconds"] or 0) / ours["seconds"] if ours.get("seconds") else None,
             "dla_memory_ours_over_tl": ours["peak_mb"] / tl["peak_mb"] if tl.get("peak_mb") else None,
             "patching_speedup": per_cell["seconds"] / batched["seconds"] if batched.get("seconds") and
             per_cell.get("seconds") else None,
+            "patching_speedup_all_cells": (per_cell["seconds"] / per_cell["cells"] * full["cells"]) / full["seconds"]
+            if full.get("seconds") and per_cell.get("seconds") else None,
             "graph_memory_ours_over_dense": layer["peak_mb"] / dense["peak_mb"] if dense.get("peak_mb") else
             layer["peak_mb"] / (dense_bytes / 2**20),
             "graph_memory_basis": "measured" if dense.get("peak_mb") else "the dense tensor's own size (lower bound)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analysis.circuits.patching import Corruption, _noise_edit, metric_values, noise, patch_layer
+from analysis.circuits.patching import CorruptedRun, Corruption, _noise_edit, batches, metric_values, noise, patch_layer
 from analysis.sites import arch_for, base_model_root, get_module
 from tests.circuits.common import CAUSAL_ARCHS, tiny_ids, tiny_run
 from tests.tiny_models import tiny_model
@@ -83,6 +83,42 @@ def test_noise_corruption_matches_a_hand_written_noise_hook(arch):
         ref = hook_patched_logits(lm, ids, "resid", 1, position, values[position], noise_at=((1, 2), delta))
         torch.testing.assert_close(batched[row], ref.float(), atol=2e-5, rtol=1e-4)
     assert torch.equal(noise(lm, (1, 2), 5), delta)  # seeded
+
+
+@pytest.mark.parametrize("arch", CAUSAL_ARCHS)
+@pytest.mark.parametrize("corruption", ["prompt", "noise"])
+def test_resumed_batches_equal_the_full_pass(arch, corruption):
+    """A batch that starts at its layer from the corrupted block input and at its first patch (earlier
+    positions as the corrupted run's keys and values) gives the logits of the full pass, on every decoder
+    (the tiny Gemma 3's window is 4 of 10 tokens), for each site."""
+    lm = tiny_model(arch)
+    clean_ids = tiny_ids(10, seed=1)
+    corrupted_ids = tiny_ids(10, seed=2) if corruption == "prompt" else clean_ids
+    spec = Corruption(text="x") if corruption == "prompt" else Corruption(positions=(2, 6), seed=3)
+    run, _normed = CorruptedRun.of(lm, corrupted_ids, spec)
+    assert len(run.keys) == lm.info.n_layers and run.keys[0][0].shape[2] == 10  # no window trimming
+    for site, local in (("resid", "hook_resid_pre"), ("attn", "hook_attn_out"), ("mlp", "hook_mlp_out")):
+        clean = tiny_run(lm, clean_ids, [f"blocks.{l}.{local}" for l in range(lm.info.n_layers)])
+        for layer in (0, 1, lm.info.n_layers - 1):
+            values = clean.act(f"blocks.{layer}.{local}").float()
+            positions = [4, 5, 9]
+            full = patch_layer(lm, corrupted_ids, spec, site, layer, positions, values)
+            for chunk in ([4, 5, 9], [0, 9], [5]):
+                rows = [positions.index(p) for p in chunk if p in positions]
+                reused = patch_layer(lm, corrupted_ids, spec, site, layer, chunk, values, run)
+                reference = full[rows] if len(rows) == len(chunk) else \
+                    patch_layer(lm, corrupted_ids, spec, site, layer, chunk, values)
+                torch.testing.assert_close(reused, reference, atol=2e-5, rtol=1e-4)
+    assert not torch.equal(full[0], full[2])  # the cells differ: the patch is not a no-op
+
+
+def test_batches_cover_every_position_once_in_sorted_runs():
+    positions = [9, 1, 5, 3, 7, 2, 8, 0]
+    plan = batches(positions, per_batch=64)
+    assert len(plan) == 4 and sorted(i for chunk in plan for i in chunk) == list(range(8))
+    assert [[positions[i] for i in chunk] for chunk in plan] == [[0, 1], [2, 3], [5, 7], [8, 9]]
+    assert len(batches(list(range(100)), per_batch=16)) == 7  # bounded by the batch size too
+    assert batches([4], per_batch=8) == [[0]]
 
 
 def test_metric_is_probability_or_logit_difference():

@@ -40,7 +40,7 @@ def test_patching_grid_cells_equal_plain_hooks(runtime, smollm2):
     assert clean.n_tokens == corrupted.n_tokens
     grid = patching_grid(runtime, smollm2.model_id, EIFFEL, COLOSSEUM, site="resid", target=" Paris",
                          contrast=" Rome", positions="1-4,9")
-    assert grid.values.shape == (30, 5) and grid.forwards == 30
+    assert grid.values.shape == (30, 5) and grid.forwards == 1 + 30 * 4  # the corrupted pass, then 4 batches per layer
     paris, rome = (smollm2.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (" Paris", " Rome"))
     for layer, column in [(0, 0), (7, 2), (29, 4), (15, 3)]:
         position = grid.positions[column]
@@ -56,8 +56,8 @@ def test_patching_grid_cells_equal_plain_hooks(runtime, smollm2):
     assert noisy.corrupted_value < noisy.clean_value and noisy.values.shape == (30, 3)
     with pytest.raises(InputError, match="same token count"):
         patching_grid(runtime, smollm2.model_id, EIFFEL, "A much longer corrupted prompt than the clean one is.")
-    with pytest.raises(InputError, match="the limit is 8,192"):
-        patching_grid(runtime, smollm2.model_id, "word " * 300, noise_positions="1")
+    with pytest.raises(InputError, match="the limit is 16,384"):
+        patching_grid(runtime, smollm2.model_id, "word " * 600, noise_positions="1")
 
 
 def test_contribution_graph_on_smollm2_equals_dense_formula(runtime, smollm2):

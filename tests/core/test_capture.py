@@ -142,3 +142,34 @@ def test_bad_sites_are_clear_errors(tiny):
         capture(tiny, _ids(), ["blocks.99.hook_resid_post"])
     with pytest.raises(InputError, match="Unknown site"):
         capture(tiny, _ids(), ["blocks.0.hook_nonsense"])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt_neox", "gemma3"])
+def test_resumed_pass_and_kept_keys_continue_the_full_pass(arch):
+    """A pass resumed at a block from the stream entering it, and a pass continuing the kept keys and
+    values of the first positions, both give the full pass's logits; nothing below the resumed block runs."""
+    lm = tiny_model(arch)
+    ids = torch.randint(3, VOCAB, (1, 9), generator=torch.Generator().manual_seed(7))
+    full = capture(lm, ids, ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"], keep_cache=True)
+    resumed = capture(lm, ids, ["blocks.2.hook_resid_pre"], resume=(1, full.acts["blocks.1.hook_resid_pre"]))
+    torch.testing.assert_close(resumed.logits, full.logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(resumed.acts["blocks.2.hook_resid_pre"], full.acts["blocks.2.hook_resid_pre"])
+    assert full.cache.layers[0].keys.shape[2] == 9
+    from transformers import DynamicCache
+
+    prefix = DynamicCache(ddp_cache_data=[(layer.keys[:, :, :5], layer.values[:, :, :5]) for layer in full.cache.layers])
+    continued = capture(lm, ids[:, 5:], [], past=prefix)
+    torch.testing.assert_close(continued.logits[0], full.logits[0, 5:], atol=1e-5, rtol=1e-4)
+    with pytest.raises(InputError, match="no site below it: blocks.0.hook_resid_post"):
+        capture(lm, ids, ["blocks.0.hook_resid_post"], resume=(1, full.acts["blocks.1.hook_resid_pre"]))
+    with pytest.raises(InputError, match="resumes at a layer in"):
+        capture(lm, ids, [], resume=(lm.info.n_layers, full.acts["blocks.1.hook_resid_pre"]))
+    calls = []
+    handle = get_module(lm.model, arch_for(lm.model).layers)[0].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        capture(lm, ids, [], resume=(1, full.acts["blocks.1.hook_resid_pre"]))
+        assert calls == []  # block 0 did not run
+        capture(lm, ids, [])
+        assert calls == [1]
+    finally:
+        handle.remove()

@@ -78,7 +78,7 @@ def test_circuits_patching_job_draws_the_grid(page, server_url):
     page.click("#circuits-patch-start")
     page.wait_for_function("document.querySelector('#circuits-patch-msg').textContent.includes('batched forwards')",
                            timeout=180_000)
-    assert "150 cells in 30 batched forwards" in page.inner_text("#circuits-patch-msg")
+    assert "150 cells in 121 batched forwards" in page.inner_text("#circuits-patch-msg")  # 1 corrupted pass + 30 x 4
     page.wait_for_selector("#circuits-patch-figure .heatmaplayer image, #circuits-patch-figure .hm", state="attached")
     assert "Patching resid" in page.evaluate("document.querySelector('#circuits-patch-figure .gtitle').textContent")
     screenshot(page, "circuits-patching")
