@@ -142,10 +142,10 @@ def patch_job(model: str, sample: str | None, text: str | None, corrupted: str |
     runtime = get_runtime()
     body = _text(sample, text)
     site = parse_choice(site, "Patched site", PATCH_SITES, field=f"{P}-patch-site")
-    corrupted = (corrupted or "").strip() or None
+    corrupted = corrupted if corrupted and corrupted.strip() else None
     corruption, _cells, _n = check_request(runtime, model, body, corrupted, noise, seed, positions)
     seed_i = corruption.seed
-    target = (target or "").strip() or "top"
+    target = target or "top"  # never stripped: " Paris" and "Paris" are different tokens
     if target == "true":
         raise InputError("Patching reads the last position, whose true next token is unknown: use top or a token.",
                          field=f"{P}-target")

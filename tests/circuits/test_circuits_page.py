@@ -103,3 +103,17 @@ def test_figure_cli_renders_the_page_figures(tmp_path, smollm2):
     out = tmp_path / "graph.svg"
     assert main(["circuits", "--figure", "graph", "--threshold", "0.05", "--out", str(out)]) == 0
     assert "<svg" in out.read_text()[:200]
+
+
+def test_patch_job_keeps_the_typed_tokens_leading_space(runtime, smollm2):
+    """' Paris' and 'Paris' are different tokens: the patching job must not strip what was typed."""
+    from analysis.jobs import quiet_job
+    from callbacks.circuits import patch_job
+
+    _key, _title, work = patch_job(M, USER_SAMPLE, DEFAULT_PROMPT, None, "1-2", 0, "resid", "9", " Paris", " Rome")
+    grid = work(quiet_job())
+    assert grid.target_label == "logit ' Paris' − ' Rome'"
+    paris = smollm2.tokenizer(" Paris", add_special_tokens=False)["input_ids"]
+    rome = smollm2.tokenizer(" Rome", add_special_tokens=False)["input_ids"]
+    logits = runtime.run(M, DEFAULT_PROMPT, []).logits[-1]
+    assert grid.clean_value == pytest.approx(float(logits[paris[0]] - logits[rome[0]]), abs=1e-3)
