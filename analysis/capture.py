@@ -37,7 +37,7 @@ Observer = Callable[[torch.Tensor], None]
 EDITABLE = {
     "hook_embed", "ln_final.hook_normalized", "hook_resid_pre", "hook_resid_post", "hook_attn_out",
     "hook_mlp_out", "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "ln1.hook_normalized",
-    "ln2.hook_normalized",
+    "ln2.hook_normalized", "attn.hook_z",  # z is edited per head: the edit sees [B, T, H, d_head]
 }
 
 
@@ -203,7 +203,7 @@ class _Hooks:
         elif local == "attn.hook_pattern":
             self._tuple_item(mod(spec.attn), key, 1)
         elif local == "attn.hook_z":
-            self._in(mod(spec.o), key, None)
+            self._in(mod(spec.o), key, None if edit is None else _per_head(edit, self.d_head), **io)
         elif local == "hook_attn_out":
             self._out(mod(spec.attn_out_module), key, edit, **io)
         elif local == "mlp.hook_pre":
@@ -380,6 +380,11 @@ def capture(
     out_logits = getattr(output, "logits", None) if output is not None else None
     cache = kwargs.get("past_key_values") if keep_cache and output is not None else None
     return Capture(acts=acts, logits=out_logits, cache=cache)
+
+
+def _per_head(edit: Edit, d_head: int) -> Edit:
+    """An edit of z written per head ([B, T, H, d_head]) applied to the output projection's flat input."""
+    return lambda flat: edit(flat.unflatten(-1, (-1, d_head))).flatten(-2)
 
 
 class _SkippedBlock(torch.nn.Module):
