@@ -279,8 +279,12 @@ def test_whole_rows_match_the_window(runtime, index):
 def test_page_build_job_reports_progress(runtime, smollm2):
     """The page's build job (run in the runtime's job registry, as the page does) builds a tiny index and
     reports every phase, with throughput and ETA while it runs; a second start joins the same job."""
+    from analysis.neurons import IndexConfig, index_path
     from callbacks.neurons import build_job, refresh_index
 
+    cfg = IndexConfig(model_id=smollm2.model_id, corpus="fortunes", n_tokens=96, layers=[0])
+    for leftover in index_path(runtime, cfg).parent.glob(index_path(runtime, cfg).stem + "*"):
+        leftover.unlink()  # a kept test cache (GLASSBOX_TEST_CACHE_DIR) holds the last run's index
     key, title, work = build_job(smollm2.model_id, "fortunes", 96, "0")
     reports = []
     status = runtime.jobs.start(key, title, lambda job: (setattr(job, "_min_interval", 0),
