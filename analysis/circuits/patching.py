@@ -7,13 +7,15 @@ positions (seeded, so a grid is reproducible). For every (layer, position) cell 
 corrupted one, and the metric at the last position is read: the target's probability, or the logit
 difference target - contrast.
 
-Many patches per forward: the cells of one layer go in batches (batch index = patched position, positions
-in order). The corrupted prompt enters with batch 1 and is widened to the batch at that layer's input, so
-the layers below a patch run once for the whole batch instead of once per cell. A patch at position p
-cannot change positions before p (causal attention), so a batch whose first patch is at p starts at p: the
-positions before it come in as the corrupted run's own keys and values (one extra forward keeps them),
-exactly what recomputing them would give. Attention is fused (SDPA) and only the last position is read out
-through the head. Clean and corrupted runs come from the run cache.
+Many patches per forward, and only the work a patch can change: one pass of the corrupted prompt keeps
+every block's input stream and every layer's keys and values (``CorruptedRun``). The cells of one layer go
+in batches of nearby positions (batch index = patched position). A batch starts at its layer, from the
+corrupted block input widened to the batch (the blocks below are the corrupted run's: they do not run
+again), and at its first patched position p: a patch at p cannot change the positions before it (causal
+attention), so those enter as the corrupted run's own keys and values, exactly what recomputing them would
+give. Attention is fused (SDPA) and only the last position is read out through the head. The clean run
+comes from the run cache. ``patch_layer`` without a ``CorruptedRun`` runs the plain full pass (the
+reference the resumed batches are tested against).
 """
 
 from __future__ import annotations
@@ -131,15 +133,12 @@ def noise(lm: LoadedModel, positions: tuple[int, ...], seed: int) -> torch.Tenso
     return torch.randn(len(positions), lm.info.d_model, generator=generator) * (NOISE_SCALE * std)
 
 
-def _noise_edit(lm: LoadedModel, corruption: Corruption, start: int = 0) -> dict:
-    """The embedding edit of ROME's noise, for a pass over positions ``start`` onwards."""
+def _noise_edit(lm: LoadedModel, corruption: Corruption) -> dict:
+    """The embedding edit of ROME's noise (none for a corrupted prompt)."""
     if corruption.text is not None:
         return {}
-    kept = [i for i, p in enumerate(corruption.positions) if p >= start]
-    if not kept:
-        return {}
-    index = torch.tensor([corruption.positions[i] - start for i in kept], dtype=torch.long)
-    delta = noise(lm, corruption.positions, corruption.seed)[kept]
+    index = torch.tensor(corruption.positions, dtype=torch.long)
+    delta = noise(lm, corruption.positions, corruption.seed)
 
     def add(x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
@@ -205,8 +204,9 @@ def patch_layer(lm: LoadedModel, corrupted_ids: list[int], corruption: Corruptio
     batch = len(positions)
     start = min(positions) if corrupted is not None else 0
     rows = torch.arange(batch)
-    patch = clean_values[torch.tensor(positions, dtype=torch.long)]  # [B, d]
-    index = torch.tensor(positions, dtype=torch.long) - start
+    at = torch.tensor(positions, dtype=torch.long)
+    patch = clean_values[at]  # [B, d]
+    index = at - start  # positions within the pass
 
     def restore(x: torch.Tensor) -> torch.Tensor:
         x = x.clone() if x.shape[0] == batch else x.expand(batch, *x.shape[1:]).clone()
@@ -242,12 +242,10 @@ def patching_grid(runtime: Runtime, model_id: str, clean_text: str, corrupted_te
     corruption, cells_at, _n_tokens = check_request(runtime, model_id, clean_text, corrupted_text, noise_positions,
                                                     seed, positions)
     clean = runtime.run(model_id, clean_text, sites)
-    if corruption.text is not None:
-        corrupted = runtime.run(model_id, corruption.text, [])
-        corrupted_ids, corrupted_tokens = corrupted.token_ids, corrupted.tokens
-    else:
-        corrupted_ids, corrupted_tokens = clean.token_ids, clean.tokens
-    # one pass of the corrupted prompt (noise included) keeps what every batch reuses
+    # the corrupted prompt's ids only: its one forward is CorruptedRun's, which keeps what the batches reuse
+    corrupted_ids = list(runtime.tokens(model_id, corruption.text)) if corruption.text is not None \
+        else list(clean.token_ids)
+    corrupted_tokens = lm.decode(corrupted_ids)
     corrupted, corrupted_normed = CorruptedRun.of(lm, corrupted_ids, corruption)
     corrupted_last = _last_logits(lm, corrupted_normed)
     target_id = int(torch.argmax(clean.logits[-1])) if target in (None, "", "top") else \
