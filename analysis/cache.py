@@ -141,13 +141,14 @@ class RunCache:
         self.misses = 0
 
     @staticmethod
-    def key(model_id: str, text: str) -> str:
-        return content_key("run", model_id, text)
+    def key(model_id: str, text: str, edits: str = "") -> str:
+        """Runs are keyed by (model, text, edit list): an edited run never stands in for the clean one."""
+        return content_key("run", model_id, text, edits) if edits else content_key("run", model_id, text)
 
-    def get(self, model_id: str, text: str, sites: Iterable[str]) -> Run | None:
-        """A cached run of this text whose captured sites include ``sites``."""
+    def get(self, model_id: str, text: str, sites: Iterable[str], edits: str = "") -> Run | None:
+        """A cached run of this text (with these edits) whose captured sites include ``sites``."""
         wanted = set(sites)
-        key = self.key(model_id, text)
+        key = self.key(model_id, text, edits)
         with self._lock:
             run = self._runs.get(key)
             if run is not None and wanted <= run.sites:
@@ -157,13 +158,13 @@ class RunCache:
             self.misses += 1
             return None
 
-    def cached_sites(self, model_id: str, text: str) -> frozenset[str]:
+    def cached_sites(self, model_id: str, text: str, edits: str = "") -> frozenset[str]:
         with self._lock:
-            run = self._runs.get(self.key(model_id, text))
+            run = self._runs.get(self.key(model_id, text, edits))
             return run.sites if run is not None else frozenset()
 
     def put(self, run: Run) -> None:
-        key = self.key(run.model_id, run.text)
+        key = self.key(run.model_id, run.text, run.edits)
         with self._lock:
             self._runs[key] = run
             self._runs.move_to_end(key)

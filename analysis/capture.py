@@ -65,6 +65,7 @@ class Run:
     logits: torch.Tensor | None
     acts: dict[str, torch.Tensor]
     sites: frozenset[str] = field(default_factory=frozenset)
+    edits: str = ""  # analysis.edits.edits_key of the edits this run was made with ('' = clean)
 
     def act(self, site: str) -> torch.Tensor:
         try:
@@ -79,7 +80,8 @@ class Run:
     @functools.cached_property
     def key(self) -> str:
         """A content hash of (model, text, token ids): what derived products of this run are cached under."""
-        blob = json.dumps([self.model_id, self.text, self.token_ids], ensure_ascii=False)
+        parts = [self.model_id, self.text, self.token_ids] + ([self.edits] if self.edits else [])
+        blob = json.dumps(parts, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
     @property
@@ -434,10 +436,12 @@ def tokenize(lm: LoadedModel, text: str, max_tokens: int) -> list[int]:
     return list(ids)
 
 
-def run_text(lm: LoadedModel, text: str, sites: Iterable[str] | str = (), *, max_tokens: int = 1024) -> Run:
-    """Tokenize one text, run it once, and return a :class:`Run` (batch dimension removed)."""
+def run_text(lm: LoadedModel, text: str, sites: Iterable[str] | str = (), *, max_tokens: int = 1024,
+             edits: dict[str, Edit] | None = None, edits_key: str = "") -> Run:
+    """Tokenize one text, run it once (with ``edits``, named ``edits_key``), and return a :class:`Run`
+    (batch dimension removed)."""
     ids = tokenize(lm, text, max_tokens)
-    result = capture(lm, torch.tensor([ids]), sites, logits=lm.info.is_causal)
+    result = capture(lm, torch.tensor([ids]), sites, logits=lm.info.is_causal, edits=edits)
     acts = {site: value[0] for site, value in result.acts.items()}
     logits = result.logits[0].float() if result.logits is not None else None
     return Run(
@@ -448,4 +452,5 @@ def run_text(lm: LoadedModel, text: str, sites: Iterable[str] | str = (), *, max
         logits=logits,
         acts=acts,
         sites=frozenset(acts),
+        edits=edits_key,
     )

@@ -9,7 +9,7 @@ evicts it, so an evicted model's weights and products become unreachable.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from analysis.cache import DiskStore, MemoLRU, RunCache, content_key
@@ -136,29 +136,45 @@ class Runtime:
 
         return "Your text" if sample_id in (None, "", USER_SAMPLE) else self.samples.get(sample_id).title
 
-    def run(self, model_id: str, text: str | None, sites: Iterable[str] | str = ()) -> Run:
+    def run(self, model_id: str, text: str | None, sites: Iterable[str] | str = (), edits: Sequence[Any] = ()) -> Run:
         """The run of ``text`` with at least ``sites`` captured, from cache when possible.
 
         A miss re-runs with the union of the cached and requested sites, so switching between
-        views of one text runs the model at most once per new site family.
+        views of one text runs the model at most once per new site family. ``edits`` (resolved
+        :mod:`analysis.edits` records) give the edited run, cached beside the clean one under
+        (text, :func:`~analysis.edits.edits_key`): one forward with the edit hooks, once.
         """
         text = self.check_text(text)
         lm = self.model(model_id)
         from analysis.sites import arch_for, available_sites
 
+        hooks, edit_key = None, ""
+        if edits:
+            from analysis.edits import PatchEdit, capture_edits, edits_key
+
+            hooks, edit_key = capture_edits(lm, edits), edits_key(edits)
+            n_tokens = len(self.tokens(model_id, text))
+            for edit in edits:
+                beyond = [p for p in getattr(edit, "positions", ()) if p >= n_tokens] if isinstance(edit, PatchEdit) else []
+                if beyond:
+                    from analysis.errors import InputError
+
+                    raise InputError(f"{edit.text}: this text has {n_tokens} tokens, so positions 0..{n_tokens - 1}; "
+                                     f"got {beyond[0]}.", field="edits")
         wanted = set(available_sites(arch_for(lm.model), lm.info.n_layers)) if sites == "all" else set(sites)
-        cached = self.runs.get(model_id, text, wanted)
+        cached = self.runs.get(model_id, text, wanted, edit_key)
         if cached is not None:
             return cached
-        key = f"{model_id}\x00{RunCache.key(model_id, text)}"
+        key = f"{model_id}\x00{RunCache.key(model_id, text, edit_key)}"
         with self._guard:
             lock = self._run_locks.setdefault(key, threading.Lock())
         with lock:
-            cached = self.runs.get(model_id, text, wanted)
+            cached = self.runs.get(model_id, text, wanted, edit_key)
             if cached is not None:
                 return cached
-            union = wanted | self.runs.cached_sites(model_id, text)
-            run = run_text(lm, text, sorted(union), max_tokens=self.settings.max_tokens)
+            union = wanted | self.runs.cached_sites(model_id, text, edit_key)
+            run = run_text(lm, text, sorted(union), max_tokens=self.settings.max_tokens, edits=hooks,
+                           edits_key=edit_key)
             self.runs.put(run)
             return run
 

@@ -212,6 +212,36 @@ def test_neurons_picker_follows_the_typed_neuron(tab, server_url, runtime, smoll
     assert tab.js_errors == []
 
 
+
+def test_neurons_first_visit_builds_and_the_page_follows(tab, server_url, runtime, smollm2, monkeypatch):
+    """No index yet: the page says the default build is running (one job for two visitors); when it is
+    done the alert goes, the Layer box fills and the neuron shows, with no reload."""
+    import analysis.neurons.index as index_module
+    import callbacks.neurons as neurons_callbacks
+
+    monkeypatch.setattr(index_module, "INDEX_DIR", "neurons-first-visit")  # an empty index folder of its own
+    monkeypatch.setattr(neurons_callbacks, "DEFAULT_BUILD_TOKENS", 256)  # a small default build
+    earlier = {s.key for s in runtime.jobs.statuses()}
+    second = tab.context.new_page()
+    tab.goto(f"{server_url}/neurons?model={EMBEDDED_LM}")
+    second.goto(f"{server_url}/neurons?model={EMBEDDED_LM}")
+    tab.wait_for_selector("#neurons-error.show", timeout=60_000)
+    assert "default build is running" in tab.inner_text("#neurons-error")
+    builds = [s for s in runtime.jobs.statuses() if s.key.startswith("neurons-build:") and s.running]
+    assert len(builds) <= 1  # the second visitor joined the first one's build
+    tab.wait_for_selector("#neurons-snippet-list .gb-snippet", timeout=240_000)
+    tab.wait_for_selector("#neurons-error", state="hidden")
+    assert tab.locator("#neurons-error.show").count() == 0
+    assert "Layer" in tab.inner_text("#neurons-title")
+    assert "layer 15" in tab.inner_text("#neurons-layer")  # the Layer box filled without a reload
+    tab.click("#neurons-layer")
+    tab.keyboard.type(str(smollm2.info.n_layers - 1))
+    tab.wait_for_selector(f".dash-dropdown-option >> text=layer {smollm2.info.n_layers - 1}")  # every layer
+    started = {s.key for s in runtime.jobs.statuses() if s.key.startswith("neurons-build:")} - earlier
+    assert len(started) == 1  # one build for two visitors
+    second.close()
+    assert tab.js_errors == []
+
 # ---- 5. layout: the selected token's panel is in view; each tool shows its own options ---------
 
 def test_tokens_predictions_beside_the_strip_and_per_tool_controls(tab, server_url, runtime):
