@@ -40,6 +40,7 @@ from analysis.models import LoadedModel
 from analysis.params import parse_ranges
 
 MAX_EDITS = 16
+EDITS_FIELD = "shell-edits"  # the edit list's box in the shell: bad edits are marked there
 STEER_SITES = {"resid_pre": "hook_resid_pre", "resid_post": "hook_resid_post"}
 Edit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -191,35 +192,35 @@ def check_edits(lm: LoadedModel, edits: Sequence[AnyEdit]) -> list[AnyEdit]:
     """The edits, each within this model's bounds (layer, neuron, head, vector width), at most MAX_EDITS."""
     info = lm.info
     if len(edits) > MAX_EDITS:
-        raise InputError(f"{len(edits)} edits; the limit is {MAX_EDITS}.", field="edits")
+        raise InputError(f"{len(edits)} edits; the limit is {MAX_EDITS}.", field=EDITS_FIELD)
     if edits and not info.is_causal:
         raise InputError("Edits apply to causal language models only, not to the encoder "
-                         f"{lm.model_id}.", field="edits")
+                         f"{lm.model_id}.", field=EDITS_FIELD)
     for edit in edits:
         if isinstance(edit, FeatureEdit) and edit.sae is None:
-            raise InputError(f"{edit.text}: no SAE attached (resolve_edits).", field="edits")
+            raise InputError(f"{edit.text}: no SAE attached (resolve_edits).", field=EDITS_FIELD)
         if not 0 <= edit.layer < info.n_layers:
-            raise InputError(f"{edit.text}: layer {edit.layer} is outside 0..{info.n_layers - 1}.", field="edits")
+            raise InputError(f"{edit.text}: layer {edit.layer} is outside 0..{info.n_layers - 1}.", field=EDITS_FIELD)
         if isinstance(edit, NeuronEdit) and not 0 <= edit.neuron < info.d_mlp:
-            raise InputError(f"{edit.text}: neuron {edit.neuron} is outside 0..{info.d_mlp - 1}.", field="edits")
+            raise InputError(f"{edit.text}: neuron {edit.neuron} is outside 0..{info.d_mlp - 1}.", field=EDITS_FIELD)
         if isinstance(edit, HeadEdit) and not 0 <= edit.head < info.n_heads:
-            raise InputError(f"{edit.text}: head {edit.head} is outside 0..{info.n_heads - 1}.", field="edits")
+            raise InputError(f"{edit.text}: head {edit.head} is outside 0..{info.n_heads - 1}.", field=EDITS_FIELD)
         if isinstance(edit, (NeuronEdit, HeadEdit)) and edit.value is None:
-            raise InputError(f"{edit.text}: the corpus mean was not resolved (resolve_edits).", field="edits")
+            raise InputError(f"{edit.text}: the corpus mean was not resolved (resolve_edits).", field=EDITS_FIELD)
         if isinstance(edit, FeatureEdit):
             if not 0 <= edit.feature < edit.sae.d_sae:
                 raise InputError(f"{edit.text}: feature {edit.feature} is outside 0..{edit.sae.d_sae - 1} "
-                                 f"(the SAE {edit.ref} has {edit.sae.d_sae:,}).", field="edits")
+                                 f"(the SAE {edit.ref} has {edit.sae.d_sae:,}).", field=EDITS_FIELD)
         if isinstance(edit, PatchEdit) and (edit.values is None or edit.values.shape != (len(edit.positions),
                                                                                       info.d_model)):
             raise InputError(f"{edit.text}: the patch needs the source run's values at its positions.",
-                             field="edits")
+                             field=EDITS_FIELD)
         if isinstance(edit, SteerEdit):
             if edit.vector.shape != (info.d_model,):
                 raise InputError(f"{edit.text}: the steering vector has shape {tuple(edit.vector.shape)}; this "
-                                 f"model's residual stream has width {info.d_model}.", field="edits")
+                                 f"model's residual stream has width {info.d_model}.", field=EDITS_FIELD)
             if edit.where not in STEER_SITES:
-                raise InputError(f"{edit.text}: steer at {', '.join(STEER_SITES)}, not {edit.where}.", field="edits")
+                raise InputError(f"{edit.text}: steer at {', '.join(STEER_SITES)}, not {edit.where}.", field=EDITS_FIELD)
     return list(edits)
 
 
@@ -252,7 +253,7 @@ def _number(text: str, item: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise InputError(f"'{item}': '{text}' is not a number.", field="edits") from None
+        raise InputError(f"'{item}': '{text}' is not a number.", field=EDITS_FIELD) from None
 
 
 def parse_edits(text: str | None, vectors: Sequence[torch.Tensor] = (), n_tokens: int | None = None,
@@ -264,7 +265,7 @@ def parse_edits(text: str | None, vectors: Sequence[torch.Tensor] = (), n_tokens
         return []
     items = [part.strip() for part in text.split(";") if part.strip()]
     if len(items) > MAX_EDITS:
-        raise InputError(f"{len(items)} edits; the limit is {MAX_EDITS}.", field="edits")
+        raise InputError(f"{len(items)} edits; the limit is {MAX_EDITS}.", field=EDITS_FIELD)
     edits: list[AnyEdit] = []
     steer_count = 0
     for item in items:
@@ -272,7 +273,7 @@ def parse_edits(text: str | None, vectors: Sequence[torch.Tensor] = (), n_tokens
         if match:
             kind, layer, letter, unit, value = match.groups()
             if (kind == "neuron") != (letter == "N"):
-                raise InputError(f"'{item}': a neuron is L<layer>.N<index>, a head L<layer>.H<index>.", field="edits")
+                raise InputError(f"'{item}': a neuron is L<layer>.N<index>, a head L<layer>.H<index>.", field=EDITS_FIELD)
             mean = value == "mean"
             number = None if mean else (_number(value, item) if value else 0.0)
             edits.append(NeuronEdit(int(layer), int(unit), number, mean) if kind == "neuron"
@@ -288,9 +289,9 @@ def parse_edits(text: str | None, vectors: Sequence[torch.Tensor] = (), n_tokens
             layer, where, positions = match.groups()
             patches = sum(isinstance(e, PatchEdit) for e in edits)
             if patches >= len(sources) or not str(sources[patches]).strip():
-                raise InputError(f"'{item}' needs a source text to patch from ({len(sources)} given).", field="edits")
+                raise InputError(f"'{item}' needs a source text to patch from ({len(sources)} given).", field=EDITS_FIELD)
             high = (n_tokens - 1) if n_tokens else 1_000_000
-            at = parse_ranges(positions, "Patch positions", 0, high, field="edits") or []
+            at = parse_ranges(positions, "Patch positions", 0, high, field=EDITS_FIELD) or []
             edits.append(PatchEdit(int(layer), where, tuple(at), None, str(sources[patches])))
             continue
         match = STEER_RE.match(item)
@@ -298,14 +299,14 @@ def parse_edits(text: str | None, vectors: Sequence[torch.Tensor] = (), n_tokens
             layer, where, positions, scale = match.groups()
             if steer_count >= len(vectors):
                 raise InputError(f"'{item}' needs steering vector {steer_count + 1}; {len(vectors)} given.",
-                                 field="edits")
+                                 field=EDITS_FIELD)
             high = (n_tokens - 1) if n_tokens else 1_000_000
-            at = parse_ranges(positions, "Steering positions", 0, high, field="edits") if positions else None
+            at = parse_ranges(positions, "Steering positions", 0, high, field=EDITS_FIELD) if positions else None
             edits.append(SteerEdit(int(layer), vectors[steer_count], float(scale) if scale else 1.0,
                                    tuple(at or ()), where))
             steer_count += 1
             continue
-        raise InputError(f"'{item}' is not an edit: use {FORMS}.", field="edits")
+        raise InputError(f"'{item}' is not an edit: use {FORMS}.", field=EDITS_FIELD)
     return edits
 
 
@@ -345,22 +346,22 @@ def resolve_edits(runtime: Any, model_id: str, edits: Sequence[AnyEdit],
                 means = corpus_means(runtime, model_id)
             if not 0 <= edit.layer < lm.info.n_layers:
                 raise InputError(f"{edit.text}: layer {edit.layer} is outside 0..{lm.info.n_layers - 1}.",
-                                 field="edits")
+                                 field=EDITS_FIELD)
             table = means[edit.site]
             unit = edit.neuron if isinstance(edit, NeuronEdit) else edit.head
             if not 0 <= unit < table.shape[0]:
-                raise InputError(f"{edit.text}: index {unit} is outside 0..{table.shape[0] - 1}.", field="edits")
+                raise InputError(f"{edit.text}: index {unit} is outside 0..{table.shape[0] - 1}.", field=EDITS_FIELD)
             edit = replace(edit, value=float(table[unit]) if isinstance(edit, NeuronEdit) else table[unit].clone())
         elif isinstance(edit, FeatureEdit) and edit.sae is None:
             if sae is None:
-                raise InputError(f"{edit.text}: feature edits need an SAE (the Features page's).", field="edits")
+                raise InputError(f"{edit.text}: feature edits need an SAE (the Features page's).", field=EDITS_FIELD)
             edit = replace(edit, sae=sae(edit.ref))
         elif isinstance(edit, PatchEdit) and edit.values is None:
             source = runtime.run(model_id, edit.source, [edit.site])
             too_far = [p for p in edit.positions if p >= source.n_tokens]
             if too_far:
                 raise InputError(f"{edit.text}: the source text has {source.n_tokens} tokens, so positions "
-                                 f"0..{source.n_tokens - 1}; got {too_far[0]}.", field="edits")
+                                 f"0..{source.n_tokens - 1}; got {too_far[0]}.", field=EDITS_FIELD)
             edit = replace(edit, values=source.act(edit.site)[list(edit.positions)].float().cpu().clone())
         out.append(edit)
     return check_edits(lm, out)

@@ -32,6 +32,7 @@ def single_threaded_blas() -> None:
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> dash.Dash:
     """Build the Dash app (one per process) around a shared :class:`Runtime`."""
     single_threaded_blas()
+    import callbacks.edits  # noqa: F401 - the shared edit list
     import callbacks.export  # noqa: F401 - figure export for every page
     import callbacks.shell  # noqa: F401 - the model-loading bar
     from app.api import register_api

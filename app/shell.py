@@ -13,6 +13,7 @@ from dash import dcc, html
 
 from analysis.models import resolve_device
 from analysis.runtime import get_runtime
+from components.edits_bar import edits_bar
 
 NAV = [
     ("Home", "/"),
@@ -71,6 +72,7 @@ def shell_layout() -> html.Div:
             dcc.Location(id="url", refresh="callback-nav"),
             navbar,
             loading,
+            edits_bar(),
             dcc.Interval(id="shell-model-poll", interval=700, max_intervals=-1),
             lazy_warmup(),
             dbc.Container(dash.page_container, fluid=True, className="gb-page"),

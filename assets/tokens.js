@@ -3,7 +3,7 @@
    control and newline visibility are applied here without a server round trip. */
 (function () {
     "use strict";
-    var TOOLS = ["predictions", "loss", "attention", "similarity", "sum", "dimension"];
+    var TOOLS = ["predictions", "loss", "attention", "similarity", "sum", "dimension", "edit"];
     var ROPE = ["full", "applied", "not_applied"];
     var POS = [178, 24, 43], NEG = [33, 102, 172];
     var state = { data: null, opacity: 0.8, multiply: 1 };
@@ -55,7 +55,7 @@
 
     // Which controls each tool and each tab read (the rest are hidden, not reset).
     var TOOL_CONTROLS = {
-        predictions: [], loss: [],
+        predictions: [], loss: [], edit: [],
         attention: ["layer", "head", "direction", "rope", "multiply"],
         similarity: ["site", "layer", "sim", "norm"],
         sum: ["site", "layer", "norm"],
@@ -139,7 +139,7 @@
             case "o": set("tokens-direction", { value: d.dir === "to" ? "from" : "to" }); break;
             case "r": set("tokens-rope", { value: ROPE[(ROPE.indexOf(d.rope) + 1) % ROPE.length] }); break;
             default:
-                if (/^[1-6]$/.test(e.key)) { set("tokens-tool", { value: TOOLS[+e.key - 1] }); }
+                if (/^[1-7]$/.test(e.key)) { set("tokens-tool", { value: TOOLS[+e.key - 1] }); }
                 else { handled = false; }
         }
         if (handled) { e.preventDefault(); }

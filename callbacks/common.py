@@ -34,6 +34,8 @@ clientside_callback(
     function(state) {
         if (!state) { return window.dash_clientside.no_update; }
         const params = new URLSearchParams();
+        const shared = new URLSearchParams(window.location.search);  // the shell's shared keys stay
+        ["edits", "src"].forEach(function (k) { if (shared.get(k)) { params.set(k, shared.get(k)); } });
         Object.keys(state).forEach(function (k) {
             const v = state[k];
             if (v !== null && v !== undefined && v !== "") { params.set(k, String(v)); }

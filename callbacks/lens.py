@@ -6,7 +6,8 @@ from typing import Any
 
 from dash import Input, Output, State, ctx, dcc
 
-from analysis.errors import GlassboxError
+from analysis.edits import edits_text
+from analysis.errors import GlassboxError, InputError
 from analysis.lens import (
     DIVERGENCES,
     MAX_WIDTH,
@@ -15,19 +16,22 @@ from analysis.lens import (
     TrainConfig,
     default_lens_dir,
     lens_difference,
+    lens_edit_shift,
     lens_grid,
     train_tuned_lens,
 )
 from analysis.params import parse_choice, parse_int
 from analysis.runtime import get_runtime
 from callbacks.common import mark_field, page_callback, register_job, register_picker_callbacks
+from callbacks.edits import edits_input, page_edits
 from callbacks.shell import register_model_loading
 from components.figures import figure_bytes
 from components.lens_grid import SCALES, difference_figure, grid_figure, pair_figure, summary_figure
 
 P = "lens"
 VIEWS = {"logit": "Logit lens", "tuned": "Tuned lens", "both": "Both (logit above tuned)",
-         "side": "Side by side (logit | tuned)", "diff": "Difference"}
+         "side": "Side by side (logit | tuned)", "diff": "Difference",
+         "edited": "Clean above edited (logit lens)", "edit": "Edit effect (KL clean ‖ edited)"}
 CONTROL_IDS = ["model", "sample", "text", "stat", "view", "residual", "div", "start", "width", "source", "scale"]
 register_picker_callbacks(P)
 register_model_loading(P)
@@ -44,8 +48,10 @@ def _grid_data(grid) -> dict:
 
 
 def build_view(model: str, sample: str | None, text: str | None, stat: str, view: str, residual: str, div: str,
-               start: Any, width: Any, source: str | None, scale: str = "auto", paper: bool = False) -> dict[str, Any]:
-    """Everything the page shows for one set of controls: grid figure, summary curves, window facts."""
+               start: Any, width: Any, source: str | None, scale: str = "auto", paper: bool = False,
+               edits_store: dict | None = None) -> dict[str, Any]:
+    """Everything the page shows for one set of controls: grid figure, summary curves, window facts; the
+    edit views read the shared edit list (clean above edited, or the per-cell KL between them)."""
     runtime = get_runtime()
     body = runtime.text(sample, text, field="lens-text")
     stat = parse_choice(stat, "Statistic", STATISTICS)
@@ -64,7 +70,7 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
     curves = {"logit": base.summary()}
     tuned = None
     tuned_error = ""
-    if view != "logit":
+    if view in ("tuned", "both", "side", "diff"):  # these need the tuned lens; the others show it when present
         tuned = lens_grid(runtime, model, body, lens="tuned", statistic=stat, start=start_i, width=width_i,
                           residual=residual, tuned_source=source, tuned_field=source_field)
     else:
@@ -77,6 +83,14 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
                 mark_field(exc)
     if tuned is not None:
         curves["tuned"] = tuned.summary()
+    edits = page_edits(runtime, model, edits_store) if view in ("edited", "edit") else []
+    if view in ("edited", "edit") and not edits:
+        raise InputError("This view needs an edit list: open Edits above and type one (e.g. neuron:L5.N123).")
+    edited = None
+    if edits:
+        edited = lens_grid(runtime, model, body, lens="logit", statistic=stat, start=start_i, width=width_i,
+                           residual=residual, edits=edits)
+        curves["edited logit"] = edited.summary()
     title_tail = f"{model.split(':')[-1]} · {window}"
     hover = not paper
     if view == "logit":
@@ -89,6 +103,17 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
         panels = [(_grid_data(g), name, g.top_k_probs if hover else None, g.top_k_tokens if hover else None)
                   for g, name in ((base, "logit lens"), (tuned, "tuned lens"))]
         fig = pair_figure(panels, stat_label, f"{stat_label} · {title_tail}", side_by_side=view == "side", scale=scale)
+    elif view == "edited":
+        panels = [(_grid_data(g), name, g.top_k_probs if hover else None, g.top_k_tokens if hover else None)
+                  for g, name in ((base, "clean"), (edited, "edited"))]
+        fig = pair_figure(panels, stat_label, f"Logit lens, clean above edited · {stat_label} · {title_tail}",
+                          side_by_side=False, scale=scale)
+    elif view == "edit":
+        values = lens_edit_shift(runtime, model, body, edits, start=start_i, width=width_i, residual=residual)
+        label = "KL(clean ‖ edited)"
+        fig = difference_figure(_grid_data(edited), values, label,
+                                f"Edit effect · logit lens · {label} per cell · {title_tail}", scale=scale,
+                                top_label="edited top")
     else:
         values = lens_difference(runtime, model, body, kind=div, start=start_i, width=width_i, residual=residual,
                                  tuned_source=source)
@@ -98,6 +123,8 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
     note = f"{window}. Rows: {base.layer_labels[0]} … {base.layer_labels[-1]} (bottom = embedding)."
     if tuned is not None:
         note += f" Tuned lens: {tuned.lens_source}."
+    if edited is not None:
+        note += f" Edits: {edits_text(edits)}."
     elif tuned_error:
         note += f" {tuned_error}"
     return {"figure": fig, "summary": summary, "n_tokens": base.n_tokens, "note": note, "n_cols": len(base.tokens)}
@@ -106,10 +133,11 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
 @page_callback(
     P, Output(f"{P}-grid", "figure"), Output(f"{P}-summary", "figure"), Output(f"{P}-start", "max"),
     Output(f"{P}-note", "children"), Output(f"{P}-div-col", "style"),
-    *[Input(f"{P}-{name}", "value") for name in CONTROL_IDS], Input(f"{P}-train-done", "data"),
+    *[Input(f"{P}-{name}", "value") for name in CONTROL_IDS], Input(f"{P}-train-done", "data"), edits_input(),
 )
-def update(model, sample, text, stat, view, residual, div, start, width, source, scale, _trained):  # type: ignore[no-untyped-def]
-    out = build_view(model, sample, text, stat, view, residual, div, start, width, source, scale)
+def update(model, sample, text, stat, view, residual, div, start, width, source, scale, _trained, edits_store=None):  # type: ignore[no-untyped-def]
+    out = build_view(model, sample, text, stat, view, residual, div, start, width, source, scale,
+                     edits_store=edits_store)
     return (out["figure"], out["summary"], max(1, out["n_tokens"] - 1), out["note"],
             {} if view == "diff" else {"display": "none"})
 
@@ -123,13 +151,14 @@ def url_state(model, sample, _text, stat, view, residual, div, start, width, sou
 @page_callback(
     P, Output(f"{P}-download", "data"),
     Input(f"{P}-export-svg", "n_clicks"), Input(f"{P}-export-png", "n_clicks"), Input(f"{P}-export-pdf", "n_clicks"),
-    *[State(f"{P}-{name}", "value") for name in CONTROL_IDS],
+    *[State(f"{P}-{name}", "value") for name in CONTROL_IDS], State("shell-edits-store", "data"),
     prevent_initial_call=True,
 )
-def export(_svg, _png, _pdf, model, sample, text, stat, view, residual, div, start, width, source, scale):  # type: ignore[no-untyped-def]
+def export(_svg, _png, _pdf, model, sample, text, stat, view, residual, div, start, width, source, scale, edits_store):  # type: ignore[no-untyped-def]
     """The grid rendered server-side in the paper theme, sized so every token stays legible."""
     fmt = (ctx.triggered_id or "lens-export-svg").rsplit("-", 1)[-1]
-    out = build_view(model, sample, text, stat, view, residual, div, start, width, source, scale, paper=True)
+    out = build_view(model, sample, text, stat, view, residual, div, start, width, source, scale, paper=True,
+                     edits_store=edits_store)
     return dcc.send_bytes(export_bytes(out, fmt), f"lens-{view}-{stat}.{fmt}")
 
 

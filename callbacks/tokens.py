@@ -26,6 +26,8 @@ from analysis.tokens import (
     attention_matrix,
     compute_view,
     density,
+    edit_shift,
+    edited_runs,
     histogram,
     needed_kinds,
     next_token_stats,
@@ -38,12 +40,14 @@ from analysis.tokens import (
     vector_npy,
 )
 from callbacks.common import page_callback, register_picker_callbacks
+from callbacks.edits import edits_input, page_edits
 from callbacks.shell import register_model_loading
 from components.feedback import RUNNING_HIDDEN, RUNNING_SHOWN
 from components.figures import empty_figure, graph
 from components.tokens_panels import (
     attention_heatmap,
     density_figure,
+    edited_predictions,
     histogram_figure,
     outlier_list,
     prediction_panel,
@@ -174,12 +178,13 @@ TEXT_STATES = [State("tokens-model", "value"), State("tokens-sample", "value"), 
 
 def compute_paint(meta: dict, sel: dict | None, tool: str, kind: str, layer: Any, head: Any, mean: bool,
                   direction: str, rope: str, sim: str, dim: Any, norm: str, model_id: str, samples: Any,
-                  user_text: str | None) -> dict[str, Any]:
+                  user_text: str | None, edits_store: dict | None = None) -> dict[str, Any]:
     """The paint payload: per-sample values, the colour scale and the selection (plain JSON)."""
     runtime = get_runtime()
     req = view_request(meta, sel, tool, kind, layer, head, mean, direction, rope, sim, dim, norm)
     opened = open_samples(runtime, model_id, samples, user_text, needed_kinds(req.tool, req.kind, req.similarity))
-    col = compute_view(runtime, opened.runs, opened.lm, req)
+    edits = page_edits(runtime, model_id, edits_store) if req.tool == "edit" else []
+    col = compute_view(runtime, opened.runs, opened.lm, req, edited_runs(runtime, opened.runs, edits))
     notes = list(col.notes)
     if opened.light:
         notes.append("Long text on a big model: MLP/attention-output sites are captured on first use.")
@@ -190,7 +195,8 @@ def compute_paint(meta: dict, sel: dict | None, tool: str, kind: str, layer: Any
 
 
 @page_callback(PAGE, Output("tokens-paint", "data"), Output("tokens-legend", "children"),
-               Output("tokens-notes", "children"), Input("tokens-meta", "data"), *VIEW_INPUTS, *TEXT_STATES)
+               Output("tokens-notes", "children"), Input("tokens-meta", "data"), *VIEW_INPUTS, *TEXT_STATES,
+               edits_input())
 def paint(meta: dict | None, sel: dict | None, *args: Any) -> tuple:
     """Tool/layer/head/token change -> the per-token values (no model run: cached runs)."""
     if not meta:
@@ -204,7 +210,7 @@ def paint(meta: dict | None, sel: dict | None, *args: Any) -> tuple:
 
 def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any, norm: str, dim: Any,
                   highlight: str | None, model_id: str, samples: Any, user_text: str | None,
-                  head: Any = 0, mean: bool = False, rope: str = "full") -> list:
+                  head: Any = 0, mean: bool = False, rope: str = "full", edits_store: dict | None = None) -> list:
     """Children of the visible tab only (the hidden tabs send nothing)."""
     runtime = get_runtime()
     tab = parse_choice(tab, "Tab", TABS)
@@ -219,7 +225,14 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
         if not opened.lm.info.is_causal:
             return [header, prediction_panel(None, "This model is an encoder: no next-token predictions. "
                                                    "Its attention, similarities and activations are in the tools above.")]
-        return [header, prediction_panel(dataclasses.asdict(predictions(runtime, opened.lm, run, req.pos)))]
+        clean = dataclasses.asdict(predictions(runtime, opened.lm, run, req.pos))
+        edits = page_edits(runtime, model_id, edits_store)
+        if not edits:
+            return [header, prediction_panel(clean)]
+        edited = edited_runs(runtime, [run], edits)[0]
+        shift = float(edit_shift(runtime, run, edited)[req.pos])
+        changed = dataclasses.asdict(predictions(runtime, opened.lm, edited, req.pos))
+        return [header, edited_predictions(clean, changed, shift, edited.edits.split("#")[0])]
     if tab == "attention":
         grid = attention_matrix(runtime, opened.lm, run, req.layer, req.head, req.rope, req.pos)
         return [header, attention_heatmap(grid, run.tokens, req.pos)]
@@ -245,7 +258,8 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
                Input("tokens-meta", "data"), Input("tokens-selected", "data"), Input("tokens-tabs", "active_tab"),
                Input("tokens-site", "value"), Input("tokens-layer", "value"), Input("tokens-norm", "value"),
                Input("tokens-dim", "value"), Input("tokens-highlight", "value"), *TEXT_STATES,
-               Input("tokens-head", "value"), Input("tokens-mean", "value"), Input("tokens-rope", "value"))
+               Input("tokens-head", "value"), Input("tokens-mean", "value"), Input("tokens-rope", "value"),
+               edits_input())
 def panel(meta: dict | None, sel: dict | None, tab: str, *args: Any) -> list:
     if not meta:
         return [graph(empty_figure("Pick a model and a sample."), "tokens-empty", "tokens", 120)]

@@ -211,13 +211,14 @@ def pair_figure(panels: list[tuple[dict, str, np.ndarray | None, list | None]], 
     return fig
 
 
-def difference_figure(data: dict, div: np.ndarray, div_label: str, title: str, scale: str = "auto") -> go.Figure:
-    """Per-cell divergence between the two lenses; text = the tuned lens's top token."""
+def difference_figure(data: dict, div: np.ndarray, div_label: str, title: str, scale: str = "auto",
+                      top_label: str = "tuned top") -> go.Figure:
+    """Per-cell divergence between two grids (the two lenses, or clean vs edited); text = ``data``'s top token."""
     trace = grid_heatmap(data, div_label, values_override=div, style_key="js", scale=scale,
                          chars=cell_chars(len(data["tokens"])))
     vals = np.asarray(div, dtype=float)
     hover = [[f"<b>{data['layer_labels'][r]}</b> · pos {data['start'] + t} {show_token(data['tokens'][t])!r}<br>"
-              f"{div_label}: {vals[r, t]:.4f}<br>tuned top: {show_token(data['top_tokens'][r][t])!r}"
+              f"{div_label}: {vals[r, t]:.4f}<br>{top_label}: {show_token(data['top_tokens'][r][t])!r}"
               for t in range(vals.shape[1])] for r in range(vals.shape[0])]
     trace.update(hovertext=hover, hoverinfo="text", hovertemplate=None)
     fig = go.Figure(trace)

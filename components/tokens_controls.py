@@ -9,7 +9,7 @@ from dash import dcc, html
 
 TOOL_OPTIONS = [
     ("predictions", "Predictions"), ("loss", "Loss"), ("attention", "Attention"),
-    ("similarity", "Similarity"), ("sum", "Σ|x|"), ("dimension", "Dimension"),
+    ("similarity", "Similarity"), ("sum", "Σ|x|"), ("dimension", "Dimension"), ("edit", "Edit effect"),
 ]
 SITE_OPTIONS = [
     ("hook_resid_pre", "residual (block input)"), ("hook_resid_mid", "residual (after attention)"),

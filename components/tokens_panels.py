@@ -30,7 +30,8 @@ def token_header(sample_title: str, pos: int, token: str, n_tokens: int) -> html
     )
 
 
-def prediction_panel(panel: dict[str, Any] | None, message: str | None = None) -> html.Div:
+def prediction_panel(panel: dict[str, Any] | None, message: str | None = None, title: str = "Top-5 next-token predictions",
+                     panel_id: str = "tokens-predictions") -> html.Div:
     """Top-5 next-token predictions as probability bars; the true next token is marked ✓."""
     if panel is None:
         return html.Div(message or "No predictions for this model.", className="text-muted small")
@@ -54,9 +55,25 @@ def prediction_panel(panel: dict[str, Any] | None, message: str | None = None) -
                        f"{'' if in_top else ' (not in the top 5)'}, loss {panel['loss']:.3f} nats")],
             className="small",
         )
-    return html.Div([html.Div("Top-5 next-token predictions", className="small fw-semibold mb-1"),
+    return html.Div([html.Div(title, className="small fw-semibold mb-1"),
                      html.Table(html.Tbody(rows), className="table table-sm mb-1 gb-pred"), foot],
-                    id="tokens-predictions")
+                    id=panel_id)
+
+
+def edited_predictions(clean: dict[str, Any], edited: dict[str, Any], kl: float, edits: str) -> html.Div:
+    """Clean | edited top-5 side by side, and what the edit list changes at this token."""
+    line = [html.Span(f"KL(clean ‖ edited) here {kl:.4f} nats")]
+    if clean["loss"] is not None and edited["loss"] is not None:
+        delta = edited["loss"] - clean["loss"]
+        line.append(html.Span(f" · loss of the true next token {clean['loss']:.3f} → {edited['loss']:.3f} "
+                              f"({delta:+.3f} nats)"))
+    return html.Div([
+        html.Div([html.Div(prediction_panel(clean, title="Clean", panel_id="tokens-predictions"), className="col-6"),
+                  html.Div(prediction_panel(edited, title="Edited", panel_id="tokens-predictions-edited"),
+                           className="col-6")], className="row g-2"),
+        html.Div(line, className="small mt-1", id="tokens-edit-effect"),
+        html.Div(f"Edits: {edits}", className="small text-muted"),
+    ])
 
 
 def typed(arr: np.ndarray) -> dict[str, str]:

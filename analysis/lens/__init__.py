@@ -16,6 +16,7 @@ from analysis.lens.grid import (
     get_lens,
     layer_labels,
     lens_difference,
+    lens_edit_shift,
     lens_grid,
     lens_run,
     lens_sites,
@@ -38,7 +39,7 @@ from analysis.lens.train import TrainConfig, TrainResult, train_tuned_lens
 __all__ = [
     "DIVERGENCES", "HUB_REPO", "LENSES", "MAX_WIDTH", "RESIDUALS", "SHIPPED_LENSES", "STATISTICS", "CellStats",
     "LensGrid", "TrainConfig", "TrainResult", "check_window", "compute_stats", "default_lens_dir",
-    "fresh_tuned_lens", "get_lens", "get_unembed", "layer_labels", "lens_difference", "lens_grid", "lens_run",
+    "fresh_tuned_lens", "get_lens", "get_unembed", "layer_labels", "lens_difference", "lens_edit_shift", "lens_grid", "lens_run",
     "lens_sites", "load_tuned_lens", "logit_lens", "pair_divergence", "resolve_lens_source", "save_lens",
     "stream_stats", "train_tuned_lens", "trained_lens_dir",
 ]

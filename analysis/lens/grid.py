@@ -12,7 +12,7 @@ residual="resid", tuned_source=None) -> LensGrid``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,12 +177,12 @@ def get_lens(runtime: Runtime, lm: LoadedModel, lens: str, tuned_source: str | N
     raise InputError(f"Unknown lens '{lens}' (choose logit or tuned).")
 
 
-def lens_run(runtime: Runtime, model_id: str, text: str) -> tuple[LoadedModel, Run]:
-    """The cached run with every site the lens needs (one forward per text)."""
+def lens_run(runtime: Runtime, model_id: str, text: str, edits: Sequence[Any] = ()) -> tuple[LoadedModel, Run]:
+    """The cached run with every site the lens needs (one forward per text and edit list)."""
     lm = runtime.model(model_id)
     if not lm.info.is_causal:
         raise InputError(f"The lens needs a causal language model; {model_id} is an encoder.")
-    run = runtime.run(model_id, text, lens_sites(lm.info.n_layers))
+    run = runtime.run(model_id, text, lens_sites(lm.info.n_layers), edits=edits)
     return lm, run
 
 
@@ -203,12 +203,14 @@ def lens_grid(
     residual: str = "resid",
     tuned_source: str | None = None,
     tuned_field: str | None = None,
+    edits: Sequence[Any] = (),
 ) -> LensGrid:
     """The lens grid for a window of ``text`` (see module docstring). Never re-runs a cached text.
-    ``tuned_field`` names the form field a bad ``tuned_source`` is reported on."""
+    ``tuned_field`` names the form field a bad ``tuned_source`` is reported on; ``edits`` (resolved
+    :mod:`analysis.edits` records) give the grid of the edited model."""
     if statistic not in STATISTICS:
         raise InputError(f"Unknown statistic '{statistic}' (choose from {', '.join(STATISTICS)}).")
-    lm, run = lens_run(runtime, model_id, text)
+    lm, run = lens_run(runtime, model_id, text, edits)
     start, end = check_window(run.n_tokens, start, width)
     lens_obj, source, stamp = get_lens(runtime, lm, lens, tuned_source, field=tuned_field)
     key = (model_id, run.key, lens, source, stamp, residual, start, end)
@@ -251,5 +253,39 @@ def lens_difference(
         rows_l = row_producers(lm, run.acts, logit, residual, start, end)
         div = pair_divergence(rows_t, rows_l, unembed.weight, unembed.bias, kind=kind)
         return np.vstack([div, np.zeros((1, end - start))])
+
+    return _stats_memo(runtime).get_or_compute(key, compute)
+
+
+def lens_edit_shift(
+    runtime: Runtime,
+    model_id: str,
+    text: str,
+    edits: Sequence[Any],
+    lens: str = "logit",
+    start: int = 0,
+    width: int = 64,
+    residual: str = "resid",
+    tuned_source: str | None = None,
+) -> np.ndarray:
+    """[layers + 1, window] KL(clean ‖ edited) per cell: the same lens read on the clean and the edited run;
+    the output row compares the two runs' own next-token distributions."""
+    if not edits:
+        raise InputError("The edit-effect view needs an edit list: open Edits above and type one.")
+    lm, clean = lens_run(runtime, model_id, text)
+    _, edited = lens_run(runtime, model_id, text, edits)
+    start, end = check_window(clean.n_tokens, start, width)
+    lens_obj, source, stamp = get_lens(runtime, lm, lens, tuned_source)
+    key = (model_id, clean.key, "edit-shift", edited.key, lens, source, stamp, residual, start, end)
+
+    def compute() -> np.ndarray:
+        unembed = get_unembed(runtime, lm).unembedding
+        rows_c = row_producers(lm, clean.acts, lens_obj, residual, start, end)
+        rows_e = row_producers(lm, edited.acts, lens_obj, residual, start, end)
+        layers = pair_divergence(rows_c, rows_e, unembed.weight, unembed.bias, kind="kl")
+        logp = torch.log_softmax(clean.logits[start:end].float(), -1)
+        logq = torch.log_softmax(edited.logits[start:end].float(), -1)
+        final = (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0).double().numpy()
+        return np.vstack([layers, final[None]])
 
     return _stats_memo(runtime).get_or_compute(key, compute)

@@ -29,6 +29,8 @@ from analysis.tokens.views import (
     attention_matrix,
     compute_view,
     dimension_values,
+    edit_shift,
+    edited_runs,
     estimate_bytes,
     model_attn_spec,
     needed_kinds,
@@ -49,7 +51,7 @@ __all__ = [
     "ROPE_MODES", "SIMILARITIES", "SIMILARITY_LABELS", "SITE_KINDS", "TOOLS", "TOOL_LABELS", "AttentionGrid",
     "AttnSpec", "Colouring", "NextTokenStats", "OpenSamples", "PredictionPanel", "ViewRequest", "activation_sums",
     "attention_grid", "attention_matrix", "attention_values", "attn_spec", "compute_view", "density",
-    "dimension_values", "estimate_bytes", "head_values", "histogram", "iqr_outliers", "model_attn_spec",
+    "dimension_values", "edit_shift", "edited_runs", "estimate_bytes", "head_values", "histogram", "iqr_outliers", "model_attn_spec",
     "needed_kinds", "next_token_stats", "normalize", "open_samples", "page_kinds", "page_sites", "predictions",
     "sample_list", "similarity_values", "site_kind_label", "site_matrix", "token_vector", "vector_csv", "vector_npy",
 ]

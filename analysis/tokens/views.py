@@ -34,7 +34,7 @@ from analysis.tokens.attention import (
 )
 from analysis.tokens.stats import NORMALIZATIONS, normalize
 
-TOOLS = ("predictions", "loss", "attention", "similarity", "sum", "dimension")
+TOOLS = ("predictions", "loss", "attention", "similarity", "sum", "dimension", "edit")
 TOOL_LABELS = {
     "predictions": "Predictions (p of the true next token)",
     "loss": "Cross-entropy loss",
@@ -42,6 +42,7 @@ TOOL_LABELS = {
     "similarity": "Similarity",
     "sum": "Activation sum (Σ|x|)",
     "dimension": "One dimension's value",
+    "edit": "Edit effect (KL clean ‖ edited)",
 }
 SITE_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "mlp.hook_post")
 CORE_KINDS = ("hook_resid_pre", "hook_resid_post")
@@ -151,6 +152,30 @@ def next_token_stats(runtime: Runtime, run: Run, k: int = 5, chunk: int = 256) -
         return NextTokenStats(np.concatenate(top_ids), np.concatenate(top_probs), true_prob, true_rank, loss)
 
     return _memoized(runtime, run, ("next", k), compute)
+
+
+def edited_runs(runtime: Runtime, runs: list[Run], edits: list) -> list[Run] | None:
+    """The open samples run once more with the shared edit list (logits only; cached by text and edits)."""
+    if not edits:
+        return None
+    return [runtime.run(r.model_id, r.text, [], edits=edits) for r in runs]
+
+
+def edit_shift(runtime: Runtime, clean: Run, edited: Run, chunk: int = 256) -> np.ndarray:
+    """KL(clean ‖ edited) of the next-token distribution at every position (nats): what the edit list
+    changes at each token; 0 before the first edited position of a causal model."""
+    if clean.logits is None or edited.logits is None:
+        raise InputError("Edit effects need next-token predictions: this model is an encoder.")
+
+    def compute() -> np.ndarray:
+        out = np.zeros(clean.n_tokens)
+        for start in range(0, clean.n_tokens, chunk):
+            logp = torch.log_softmax(clean.logits[start:start + chunk].float(), dim=-1)
+            logq = torch.log_softmax(edited.logits[start:start + chunk].float(), dim=-1)
+            out[start:start + chunk] = (logp.exp() * (logp - logq)).sum(-1).clamp_min(0).numpy()
+        return out
+
+    return _memoized(runtime, clean, ("edit-shift", edited.key), compute)
 
 
 @dataclass
@@ -340,8 +365,10 @@ def _round(values: np.ndarray, digits: int = 4) -> list[float | None]:
     return out
 
 
-def compute_view(runtime: Runtime, runs: list[Run], lm: LoadedModel, req: ViewRequest) -> Colouring:
-    """The colouring of every open sample for one tool (shared colour scale across samples)."""
+def compute_view(runtime: Runtime, runs: list[Run], lm: LoadedModel, req: ViewRequest,
+                 edited: list[Run] | None = None) -> Colouring:
+    """The colouring of every open sample for one tool (shared colour scale across samples); ``edited``
+    (the same texts run with the shared edit list) feeds the edit-effect tool."""
     if req.tool not in TOOLS:
         raise InputError(f"Unknown tool '{req.tool}': use one of {', '.join(TOOLS)}.")
     if not 0 <= req.sample < len(runs):
@@ -349,7 +376,7 @@ def compute_view(runtime: Runtime, runs: list[Run], lm: LoadedModel, req: ViewRe
     sel = runs[req.sample]
     _check_pos(sel, req.pos)
     info = lm.info
-    if req.tool not in ("predictions", "loss"):
+    if req.tool not in ("predictions", "loss", "edit"):
         _check_layer(req.layer, info.n_layers)
     notes: list[str] = []
     arrays: list[np.ndarray] = []
@@ -358,6 +385,14 @@ def compute_view(runtime: Runtime, runs: list[Run], lm: LoadedModel, req: ViewRe
         arrays = [next_token_stats(runtime, r).true_prob for r in runs]
         lo, mid, hi, fixed = 0.0, 0.0, 1.0, True
         label = "p(true next token | up to this token)"
+    elif req.tool == "edit":
+        if not edited:
+            raise InputError("The edit-effect tool needs an edit list: open Edits above and type one "
+                             "(e.g. neuron:L5.N123).")
+        arrays = [edit_shift(runtime, c, e) for c, e in zip(runs, edited, strict=True)]
+        label = "KL(clean ‖ edited) of the next-token distribution (nats)"
+        lo, mid, hi = _scale(arrays, False)
+        lo = mid = 0.0
     elif req.tool == "loss":
         arrays = [next_token_stats(runtime, r).loss for r in runs]
         label = "cross-entropy of the next token (nats)"

@@ -145,3 +145,30 @@ def test_training_ignores_a_checkpoint_of_other_settings(runtime, smollm2, tmp_p
     assert _load_checkpoint(tmp_path / CHECKPOINT_FILE, other) is None
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     assert _load_checkpoint(tmp_path / CHECKPOINT_FILE, cfg) is None
+
+
+def test_edit_views_kl_per_cell_and_clean_above_edited(runtime, smollm2):
+    """Head 2 of layer 3 set to 1.0: rows that read the residual before block 3 do not move (KL 0), later rows
+    do; the output row is KL between the two runs' own next-token distributions, by hand."""
+    from analysis.edits import HeadEdit
+
+    store = {"edits": "head:L3.H2=1", "src": ""}
+    out = handlers.build_view(EMBEDDED_LM, "user", TEXT, "kl_final", "edit", "resid", "js", 0, 8, None,
+                              edits_store=store)
+    values = np.asarray(out["figure"].data[0].z, dtype=float)
+    assert values.shape == (31, 8)
+    assert np.allclose(values[:4], 0.0, atol=1e-6)  # embed, L1..L3 read resid_pre of blocks 0..3: before the edit
+    assert values[4:].max() > 1e-3
+    clean = runtime.run(EMBEDDED_LM, TEXT, [])
+    edited = runtime.run(EMBEDDED_LM, TEXT, [], edits=[HeadEdit(3, 2, 1.0)])
+    logp, logq = clean.logits[:8].float().log_softmax(-1), edited.logits[:8].float().log_softmax(-1)
+    by_hand = (logp.exp() * (logp - logq)).sum(-1).numpy()
+    np.testing.assert_allclose(values[-1], by_hand, atol=1e-4, rtol=1e-3)
+    assert "Edits: head:L3.H2=1" in out["note"]
+    pair = handlers.build_view(EMBEDDED_LM, "user", TEXT, "kl_final", "edited", "resid", "js", 0, 8, None,
+                               edits_store=store)
+    assert len(pair["figure"].data) == 2 and "clean above edited" in pair["figure"].layout.title.text
+    assert [t.name for t in pair["summary"].data[:2]] == ["logit lens", "edited logit lens"] or \
+        "edited logit lens" in [t.name for t in pair["summary"].data]
+    with pytest.raises(InputError, match="needs an edit list"):
+        handlers.build_view(EMBEDDED_LM, "user", TEXT, "kl_final", "edit", "resid", "js", 0, 8, None)

@@ -203,7 +203,7 @@ def test_no_model_rerun_on_interactions(cb, loaded):
                         out = cb.paint(meta, {"s": 0, "i": 4}, *args, *STATES)
                         assert out[0]["values"]
                     except InputError as exc:
-                        assert layer == 0 and sim == "prev_layer", exc
+                        assert (layer == 0 and sim == "prev_layer") or (tool == "edit" and "edit list" in str(exc)), exc
     for tab in ("token", "hist", "scatter", "keys"):
         for kind in T.SITE_KINDS:
             cb.panel(meta, {"s": 0, "i": 2}, tab, kind, 12, "normalized", 3, "1, 40", *STATES)
@@ -319,3 +319,45 @@ def test_encoder_model_attention_without_predictions(cb, minilm):
     assert sum(row) == pytest.approx(1.0, abs=1e-3)
     panel = cb.panel(meta, {"s": 0, "i": 3}, "token", "hook_resid_post", 2, "none", 0, "", *states)
     assert "no next-token predictions" in str(panel)
+
+
+def test_edit_effect_tool_and_clean_edited_panel_by_hand(runtime, cb, loaded):
+    """With the shared edit list on: the edit-effect strip is KL(clean || edited) at each token, computed
+    here by hand from an HF forward with the same hook; the token panel shows both top-5s and the deltas."""
+    lm, run, meta = loaded
+    store = {"edits": "neuron:L5.N10=20", "src": ""}
+    out = cb.paint(meta, {"s": 0, "i": 6}, "edit", "hook_resid_post", 0, 0, False, "from", "full", "tokens", 0,
+                   "none", *STATES, store)
+    from analysis.sites import arch_for, get_module
+
+    spec = arch_for(lm.model)
+    down = get_module(get_module(lm.model, spec.layers)[5], spec.mlp_down)
+
+    def hook(_module, args):
+        x = args[0].clone()
+        x[..., 10] = 20.0
+        return (x,)
+
+    handle = down.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            edited_logits = lm.model(input_ids=torch.tensor([run.token_ids]), use_cache=False).logits[0]
+    finally:
+        handle.remove()
+    logp, logq = run.logits.float().log_softmax(-1), edited_logits.float().log_softmax(-1)
+    by_hand = (logp.exp() * (logp - logq)).sum(-1).numpy()
+    assert np.allclose(out[0]["values"][0], by_hand, atol=2e-4, rtol=1e-3)
+    assert "KL(clean ‖ edited)" in out[0]["label"] and max(by_hand) > 0.01
+    panel = str(cb.panel(meta, {"s": 0, "i": 6}, "token", "hook_resid_post", 0, "none", 0, "", *STATES, 0, False,
+                         "full", store))
+    assert "'Clean'" in panel and "'Edited'" in panel and f"KL(clean ‖ edited) here {by_hand[6]:.4f}" in panel
+    true = run.token_ids[7]
+    clean_loss, edited_loss = float(-logp[6, true]), float(-logq[6, true])
+    assert f"{clean_loss:.3f} → {edited_loss:.3f}" in panel
+    before = lm.forward_count
+    cb.paint(meta, {"s": 0, "i": 9}, "edit", "hook_resid_post", 0, 0, False, "from", "full", "tokens", 0, "none",
+             *STATES, store)
+    assert lm.forward_count == before  # a token change with the same edits: cached edited run
+    with pytest.raises(InputError, match="layer 40 is outside 0..29"):
+        cb.paint(meta, {"s": 0, "i": 6}, "edit", "hook_resid_post", 0, 0, False, "from", "full", "tokens", 0,
+                 "none", *STATES, {"edits": "neuron:L40.N1"})
