@@ -32,6 +32,7 @@ from analysis.features import (
     density_from_training,
     embedded_sae_exists,
     embedding_stats,
+    feature_edit_effect,
     feature_explanation,
     feature_stats,
     generate_steered,
@@ -49,6 +50,7 @@ from analysis.features import (
 from analysis.params import parse_bool, parse_choice, parse_float, parse_int
 from analysis.runtime import get_runtime
 from callbacks.common import page_callback, register_job, register_picker_callbacks
+from callbacks.edits import edits_input, page_edits
 from callbacks.shell import register_model_loading
 from components import features_figures as figures
 from components import features_view as view
@@ -191,6 +193,39 @@ def scan_job(model: str, sae_ref: str | None, scan_tokens: Any, *_triggers: Any)
 register_job(P, f"{P}-scan", [State(f"{P}-model", "value"), State(f"{P}-sae", "value"),
                               State(f"{P}-scan-tokens", "value")], scan_job,
              lambda scan: f"Scanned {scan.n_tokens:,} tokens in {scan.seconds:.0f} s (cached on disk).")
+
+
+# ---- the shared edit list ------------------------------------------------------------------------
+
+@page_callback(P, Output("shell-edits", "value", allow_duplicate=True), Input(f"{P}-ablate", "n_clicks"),
+               State(f"{P}-sae", "value"), State(f"{P}-feature", "value"), State("shell-edits", "value"),
+               prevent_initial_call=True)
+def on_ablate(_clicks: int, sae_ref: str | None, feature: Any, current: str | None) -> str:
+    """Add this feature's ablation to the shared edit list (every edit-aware page then shows its effect)."""
+    unit = parse_int(feature, "Feature", 0, None, field=f"{P}-feature")
+    item = f"feature[{(sae_ref or EMBEDDED_SAE).strip()}]:F{unit}"
+    items = [part.strip() for part in (current or "").split(";") if part.strip()]
+    return ";".join(items if item in items else [*items, item])
+
+
+def edit_effect(model: str, sample: str | None, text: str | None, sae_ref: str | None, feature: Any,
+                store: dict | None) -> Any:
+    """The feature on this text, clean vs with the shared edit list (max and mean |delta| over tokens)."""
+    runtime = get_runtime()
+    edits = page_edits(runtime, model, store)
+    if not edits:
+        return None
+    _lm, sae = resolve(runtime, model, sae_ref)
+    unit = parse_int(feature, "Feature", 0, sae.d_sae - 1, field=f"{P}-feature")
+    body = runtime.text(sample, text, field=f"{P}-text")
+    effect = feature_edit_effect(runtime, model, sae, body, unit, edits)
+    return None if effect is None else view.edit_effect_line(**effect)
+
+
+@page_callback(P, Output(f"{P}-edit-effect", "children"), Input(f"{P}-model", "value"), Input(f"{P}-sample", "value"),
+               Input(f"{P}-text", "value"), Input(f"{P}-sae", "value"), Input(f"{P}-feature", "value"), edits_input())
+def on_edit_effect(model, sample, text, sae_ref, feature, store):
+    return edit_effect(model, sample, text, sae_ref, feature, store)
 
 
 # ---- your text -------------------------------------------------------------------------------------

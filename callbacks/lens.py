@@ -26,7 +26,14 @@ from callbacks.common import mark_field, page_callback, register_job, register_p
 from callbacks.edits import edits_input, page_edits
 from callbacks.shell import register_model_loading
 from components.figures import figure_bytes
-from components.lens_grid import SCALES, difference_figure, grid_figure, pair_figure, summary_figure
+from components.lens_grid import (
+    SCALES,
+    difference_figure,
+    grid_figure,
+    highlight_column,
+    pair_figure,
+    summary_figure,
+)
 
 P = "lens"
 VIEWS = {"logit": "Logit lens", "tuned": "Tuned lens", "both": "Both (logit above tuned)",
@@ -49,7 +56,7 @@ def _grid_data(grid) -> dict:
 
 def build_view(model: str, sample: str | None, text: str | None, stat: str, view: str, residual: str, div: str,
                start: Any, width: Any, source: str | None, scale: str = "auto", paper: bool = False,
-               edits_store: dict | None = None) -> dict[str, Any]:
+               edits_store: dict | None = None, focus: int | None = None) -> dict[str, Any]:
     """Everything the page shows for one set of controls: grid figure, summary curves, window facts; the
     edit views read the shared edit list (clean above edited, or the per-cell KL between them)."""
     runtime = get_runtime()
@@ -119,6 +126,9 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
                                  tuned_source=source)
         fig = difference_figure(_grid_data(tuned), values, DIVERGENCES[div],
                                 f"Tuned vs logit lens · {DIVERGENCES[div]} · {title_tail}", scale=scale)
+    if focus is not None and base.start <= focus < base.start + len(base.tokens) and view not in ("both", "side",
+                                                                                                 "edited"):
+        highlight_column(fig, focus - base.start, len(base.layer_labels))
     summary = summary_figure(curves, base.layer_labels, f"Per-layer means over {window}")
     note = f"{window}. Rows: {base.layer_labels[0]} … {base.layer_labels[-1]} (bottom = embedding)."
     if tuned is not None:
@@ -134,18 +144,21 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
     P, Output(f"{P}-grid", "figure"), Output(f"{P}-summary", "figure"), Output(f"{P}-start", "max"),
     Output(f"{P}-note", "children"), Output(f"{P}-div-col", "style"),
     *[Input(f"{P}-{name}", "value") for name in CONTROL_IDS], Input(f"{P}-train-done", "data"), edits_input(),
+    State(f"{P}-focus", "data"),
 )
-def update(model, sample, text, stat, view, residual, div, start, width, source, scale, _trained, edits_store=None):  # type: ignore[no-untyped-def]
+def update(model, sample, text, stat, view, residual, div, start, width, source, scale, _trained, edits_store=None,  # type: ignore[no-untyped-def]
+           focus=None):
     out = build_view(model, sample, text, stat, view, residual, div, start, width, source, scale,
-                     edits_store=edits_store)
+                     edits_store=edits_store, focus=focus)
     return (out["figure"], out["summary"], max(1, out["n_tokens"] - 1), out["note"],
             {} if view == "diff" else {"display": "none"})
 
 
-@page_callback(P, Output({"type": "url-state", "page": P}, "data"), *[Input(f"{P}-{name}", "value") for name in CONTROL_IDS])
-def url_state(model, sample, _text, stat, view, residual, div, start, width, source, scale):  # type: ignore[no-untyped-def]
+@page_callback(P, Output({"type": "url-state", "page": P}, "data"), *[Input(f"{P}-{name}", "value") for name in CONTROL_IDS],
+               State(f"{P}-focus", "data"))
+def url_state(model, sample, _text, stat, view, residual, div, start, width, source, scale, focus=None):  # type: ignore[no-untyped-def]
     return {"model": model, "sample": sample, "stat": stat, "view": view, "residual": residual, "div": div,
-            "start": start, "width": width, "source": source or None, "scale": scale}
+            "start": start, "width": width, "source": source or None, "scale": scale, "focus": focus}
 
 
 @page_callback(

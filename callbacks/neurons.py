@@ -30,6 +30,7 @@ from analysis.neurons import (
 from analysis.params import parse_int, parse_ranges
 from analysis.runtime import get_runtime
 from callbacks.common import page_callback, register_job
+from callbacks.edits import page_edits
 from callbacks.shell import register_model_loading
 from components.figures import empty_figure
 from components.neurons_view import (
@@ -164,17 +165,29 @@ def ask_llm(_clicks: int, model: str, layer: Any, neuron: Any) -> Any:
 
 @page_callback(PAGE, Output("neurons-try-result", "children"), Input("neurons-try-run", "n_clicks"),
                Input("neurons-try-text", "n_submit"), State("neurons-model", "value"), State("neurons-layer", "value"),
-               State("neurons-neuron", "value"), State("neurons-try-text", "value"), prevent_initial_call=True)
-def try_text(_clicks: int, _submit: int, model: str, layer: Any, neuron: Any, text: str | None) -> Any:
-    """Neuroscope's "try your own text": the neuron on every token of the typed text."""
+               State("neurons-neuron", "value"), State("neurons-try-text", "value"), State("shell-edits-store", "data"),
+               prevent_initial_call=True)
+def try_text(_clicks: int, _submit: int, model: str, layer: Any, neuron: Any, text: str | None,
+             edits_store: dict | None = None) -> Any:
+    """Neuroscope's "try your own text": the neuron on every token of the typed text (and, with the shared
+    edit list on, the same neuron in the edited model below it)."""
     runtime = get_runtime()
-    out = unit_on_text(runtime, model, layer, neuron, runtime.check_text(text, field="neurons-try-text"))
-    row = {"tokens": out["tokens"], "acts": out["acts"], "start": 0, "pos": int(max(range(len(out["acts"])),
-                                                                                    key=out["acts"].__getitem__)),
-           "act": out["max_act"]}
-    return html.Div([html.Div(f"max on this text {out['max_act']:.3f} (the index's maximum: {out['index_max']:.3f})",
-                              className="small text-muted mb-1"),
-                     snippets_list([row], max(abs(out["index_max"]), 1e-6), "neurons-try-snippet", per_row=False)])
+    body = runtime.check_text(text, field="neurons-try-text")
+    out = unit_on_text(runtime, model, layer, neuron, body)
+    edits = page_edits(runtime, model, edits_store) if str(layer) != "sae" else []
+    rows = [("clean" if edits else None, out, "neurons-try-snippet")]
+    if edits:
+        rows.append(("edited", unit_on_text(runtime, model, layer, neuron, body, edits=edits), "neurons-try-edited"))
+    parts = []
+    for name, result, list_id in rows:
+        acts = result["acts"]
+        row = {"tokens": result["tokens"], "acts": acts, "start": 0,
+               "pos": int(max(range(len(acts)), key=acts.__getitem__)), "act": result["max_act"]}
+        label = f"{name}: " if name else ""
+        parts += [html.Div(f"{label}max on this text {result['max_act']:.3f} (the index's maximum: "
+                           f"{result['index_max']:.3f})", className="small text-muted mb-1"),
+                  snippets_list([row], max(abs(out["index_max"]), 1e-6), list_id, per_row=False)]
+    return html.Div(parts)
 
 
 # ---- ranking, search, compare --------------------------------------------------------------------

@@ -28,8 +28,10 @@ from analysis.tokens import (
     density,
     edit_shift,
     edited_runs,
+    features_here,
     histogram,
     needed_kinds,
+    neurons_here,
     next_token_stats,
     open_samples,
     predictions,
@@ -48,6 +50,7 @@ from components.tokens_panels import (
     attention_heatmap,
     density_figure,
     edited_predictions,
+    focus_links,
     histogram_figure,
     outlier_list,
     prediction_panel,
@@ -226,13 +229,14 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
             return [header, prediction_panel(None, "This model is an encoder: no next-token predictions. "
                                                    "Its attention, similarities and activations are in the tools above.")]
         clean = dataclasses.asdict(predictions(runtime, opened.lm, run, req.pos))
+        focus = focus_panel(model_id, samples, req.sample, run, req.pos)
         edits = page_edits(runtime, model_id, edits_store)
         if not edits:
-            return [header, prediction_panel(clean)]
+            return [header, prediction_panel(clean), focus]
         edited = edited_runs(runtime, [run], edits)[0]
         shift = float(edit_shift(runtime, run, edited)[req.pos])
         changed = dataclasses.asdict(predictions(runtime, opened.lm, edited, req.pos))
-        return [header, edited_predictions(clean, changed, shift, edited.edits.split("#")[0])]
+        return [header, edited_predictions(clean, changed, shift, edited.edits.split("#")[0]), focus]
     if tab == "attention":
         grid = attention_matrix(runtime, opened.lm, run, req.layer, req.head, req.rope, req.pos)
         return [header, attention_heatmap(grid, run.tokens, req.pos)]
@@ -252,6 +256,30 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
                          f"Scatter · {where} · all {run.n_tokens} tokens (density; y shows the 0.1–99.9% range, "
                          "double-click for all)")
     return [header, graph(fig, "tokens-scatter", "tokens-scatter", 340)]
+
+
+def focus_panel(model_id: str, samples: Any, index: int, run: Any, pos: int) -> Any:
+    """Links that open the selected token on the other pages, and the units most active on it."""
+    from analysis.tokens import sample_list
+    from components.urlstate import query_string
+
+    runtime = get_runtime()
+    opened = sample_list(samples)
+    sample = opened[index] if index < len(opened) else None
+    library = sample not in (None, "", "user")
+    links = {"lens": "/lens" + query_string({"model": model_id, "sample": sample, "start": max(0, pos - 12),
+                                             "width": 24, "focus": pos}) if library else None,
+             "circuits": "/circuits" + query_string({"model": model_id, "sample": sample, "pos": pos})
+             if library else None}
+    neurons = [{"layer": n.layer, "unit": n.unit, "value": n.value,
+                "href": "/neurons" + query_string({"model": model_id, "layer": n.layer, "neuron": n.unit})}
+               for n in neurons_here(runtime, run, pos, k=8)]
+    features = [{"unit": f.unit, "value": f.value,
+                 "href": "/features" + query_string({"model": model_id, "sae": "embedded", "feature": f.unit,
+                                                     **({"sample": sample} if library else {})})}
+                for f in features_here(runtime, run, pos, k=6)]
+    note = "" if library else "Lens and Circuits links need a library sample (your own text is not carried in a URL)."
+    return focus_links(links, neurons, features, note)
 
 
 @page_callback(PAGE, Output("tokens-panel", "children"),

@@ -207,3 +207,15 @@ def search_table(token: str, hits: Sequence[dict[str, Any]], hrefs: Sequence[str
 def definitions_list(defs: Sequence[tuple[str, float]]) -> html.Ol:
     return html.Ol([html.Li([html.Code(token_label(text)), html.Span(f"  p = {p:.2e}", className="text-muted small")])
                     for text, p in defs], className="small", id="features-definitions")
+
+
+def edit_effect_line(feature: int, clean_max: float, edited_max: float, mean_delta: float, where: int,
+                     edits: str) -> html.Div:
+    """Feature ``feature`` on this text, clean vs edited (the shared edit list)."""
+    return html.Div([
+        html.B(f"With the edits ({edits}): "),
+        html.Span(f"feature {feature} on this text peaks at {clean_max:.3f} clean → {edited_max:.3f} edited; "
+                  f"mean |Δ| over its tokens {mean_delta:.3f}, largest at token #{where}. "),
+        html.Span("(A feature edit sets the feature's decoder share at its hook; the SAE re-encoding the edited "
+                  "residual need not read the set value exactly.)", className="text-muted"),
+    ], id="features-edit-line", className="alert alert-warning py-1 px-2 mb-0")

@@ -245,3 +245,9 @@ def summary_figure(curves: dict[str, dict[str, list[float]]], labels: Sequence[s
     fig.update_layout(height=330, legend=dict(orientation="h", y=1.18, x=1, xanchor="right"),
                       margin=dict(l=60, r=20, t=80, b=70))
     return fig
+
+
+def highlight_column(fig: go.Figure, column: int, n_rows: int) -> None:
+    """Outline the focus token's column (opened from another page)."""
+    fig.add_shape(type="rect", x0=column - 0.5, x1=column + 0.5, y0=-0.5, y1=n_rows - 0.5, xref="x", yref="y",
+                  line=dict(color="#0d47a1", width=2.5), fillcolor="rgba(0,0,0,0)", name="focus")

@@ -251,3 +251,27 @@ def shortcuts_help() -> html.Div:
          html.Table(html.Tbody(rows), className="table table-sm gb-shortcuts mb-0")],
         id="tokens-shortcuts",
     )
+
+
+def focus_links(links: dict[str, str | None], neurons: list[dict[str, Any]], features: list[dict[str, Any]],
+                note: str = "") -> html.Div:
+    """The selected token as a focus for the other pages: open it in Lens / Circuits, and the neurons and
+    SAE features most active here, each a link to its page."""
+    buttons = [html.A(label, href=href, className="btn btn-sm btn-outline-primary me-2 mb-1", id=f"tokens-open-{key}")
+               for key, label, href in (("lens", "Open in Lens", links.get("lens")),
+                                        ("circuits", "Circuits for this prediction", links.get("circuits")))
+               if href]
+    neuron_badges = [html.A(f"L{n['layer']}.N{n['unit']} {n['value']:.2f}", href=n["href"],
+                            className="badge text-bg-light border me-1 mb-1 gb-unit-link") for n in neurons]
+    feature_badges = [html.A(f"F{f['unit']} {f['value']:.2f}", href=f["href"],
+                             className="badge text-bg-light border me-1 mb-1 gb-unit-link") for f in features]
+    return html.Div([
+        html.Div(buttons, className="mt-2"),
+        html.Div([html.Span("Neurons here ", className="small fw-semibold me-1"),
+                  *(neuron_badges or [html.Span("none", className="small text-muted")])],
+                 id="tokens-neurons-here", className="mt-1"),
+        html.Div([html.Span("Features here ", className="small fw-semibold me-1"),
+                  *(feature_badges or [html.Span("no SAE for this model", className="small text-muted")])],
+                 id="tokens-features-here", className="mt-1"),
+        html.Div(note, className="small text-muted") if note else None,
+    ], id="tokens-focus")

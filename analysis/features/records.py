@@ -130,9 +130,10 @@ class TextActivations:
                  "active_tokens": int(count[f])} for f, v in zip(top.indices, top.values, strict=True) if v > 0]
 
 
-def text_activations(runtime: Runtime, model_id: str, sae: LoadedSAE, text: str) -> TextActivations:
-    """``sae.encode`` of the text's activation at the SAE's site (the model runs at most once per text)."""
-    run = runtime.run(model_id, text, [sae.site])
+def text_activations(runtime: Runtime, model_id: str, sae: LoadedSAE, text: str, edits: Any = ()) -> TextActivations:
+    """``sae.encode`` of the text's activation at the SAE's site (the model runs at most once per text and
+    edit list; ``edits`` give the edited model's activations)."""
+    run = runtime.run(model_id, text, [sae.site], edits=edits)
     acts = run.act(sae.site)
 
     def compute() -> TextActivations:
@@ -141,6 +142,22 @@ def text_activations(runtime: Runtime, model_id: str, sae: LoadedSAE, text: str)
 
     key = (model_id, run.key, sae.ref, sae.site, sae.path)
     return runtime.memo("features-text", 16).get_or_compute(key, compute)
+
+
+def feature_edit_effect(runtime: Runtime, model_id: str, sae: LoadedSAE, text: str, feature: int,
+                        edits: Any) -> dict[str, Any] | None:
+    """Feature ``feature`` on ``text``, clean vs edited, over the tokens the SAE was trained on (the dashboard's
+    scale): both maxima, the mean |delta| and where it is largest; None when no token is in distribution."""
+    clean = text_activations(runtime, model_id, sae, text)
+    edited = text_activations(runtime, model_id, sae, text, edits)
+    keep = ~torch.tensor(clean.outside)
+    before, after = clean.feats[:, feature][keep], edited.feats[:, feature][keep]
+    if before.numel() == 0:
+        return None
+    delta = (after - before).abs()
+    return {"feature": feature, "clean_max": float(before.max()), "edited_max": float(after.max()),
+            "mean_delta": float(delta.mean()), "where": int(torch.nonzero(keep)[int(delta.argmax())]),
+            "edits": ";".join(edit.text for edit in edits)}
 
 
 def log10_density(density: np.ndarray) -> list[float]:

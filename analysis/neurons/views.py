@@ -157,15 +157,16 @@ def whole_rows(runtime: Runtime, model_id: str, layer: Any, unit: int, index_id:
 
 
 def unit_on_text(runtime: Runtime, model_id: str, layer: Any, unit: Any, text: str,
-                 index_id: str | None = None) -> dict[str, Any]:
-    """Neuroscope's "try your own text": the unit's activation on every token of a text (the cached run)."""
+                 index_id: str | None = None, edits: Any = ()) -> dict[str, Any]:
+    """Neuroscope's "try your own text": the unit's activation on every token of a text (the cached run;
+    with ``edits``, the edited run's)."""
     view = NeuronView.open(runtime, model_id, index_id)
     layer = parse_layer(layer, "neurons-layer")
     unit = parse_unit(unit, "neurons-neuron")
     g = view.index.group(layer)
     if not 0 <= unit < g.width:
         raise NotFound(f"Neuron {unit} does not exist: {g.name} has units 0..{g.width - 1}.")
-    run = runtime.run(model_id, text, [g.site])
+    run = runtime.run(model_id, text, [g.site], edits=edits)
     acts = run.act(g.site)
     encode = view.encoder(g.name)
     values = (encode(acts) if encode is not None else acts)[..., unit].float().cpu().tolist()

@@ -12,6 +12,7 @@ from analysis.tokens.attention import (
     attn_spec,
     head_values,
 )
+from analysis.tokens.focus import UnitHere, features_here, neurons_here
 from analysis.tokens.samples import MAX_OPEN_SAMPLES, OpenSamples, open_samples, sample_list
 from analysis.tokens.stats import NORMALIZATION_LABELS, NORMALIZATIONS, density, histogram, iqr_outliers, normalize
 from analysis.tokens.views import (
@@ -49,7 +50,7 @@ from analysis.tokens.views import (
 __all__ = [
     "CORE_KINDS", "DIRECTIONS", "MAX_OPEN_SAMPLES", "NORMALIZATIONS", "NORMALIZATION_LABELS", "ROPE_LABELS",
     "ROPE_MODES", "SIMILARITIES", "SIMILARITY_LABELS", "SITE_KINDS", "TOOLS", "TOOL_LABELS", "AttentionGrid",
-    "AttnSpec", "Colouring", "NextTokenStats", "OpenSamples", "PredictionPanel", "ViewRequest", "activation_sums",
+    "AttnSpec", "Colouring", "UnitHere", "features_here", "neurons_here", "NextTokenStats", "OpenSamples", "PredictionPanel", "ViewRequest", "activation_sums",
     "attention_grid", "attention_matrix", "attention_values", "attn_spec", "compute_view", "density",
     "dimension_values", "edit_shift", "edited_runs", "estimate_bytes", "head_values", "histogram", "iqr_outliers", "model_attn_spec",
     "needed_kinds", "next_token_stats", "normalize", "open_samples", "page_kinds", "page_sites", "predictions",

@@ -160,6 +160,9 @@ def layout(**query: str) -> html.Div:
             html.Option(value="pythia-70m-deduped-res-sm:blocks.3.hook_resid_post")]),
     ])
     feature_box = field(f"{P}-feature", "Feature", feature, hint="0 to the SAE's width - 1", width="7rem")
+    ablate = html.Div(dbc.Button("Ablate on every page", id=f"{P}-ablate", size="sm", color="warning", outline=True,
+                                 n_clicks=0, title="adds feature[SAE]:F<n> (set to 0, error term kept) to the shared "
+                                                   "edit list above"), className="align-self-end")
     train = dbc.Card(dbc.CardBody([
         html.Div([html.B("Train / retrain the embedded SAE", className="me-2"),
                   html.Span("the shipped one's recipe (`make sae`): activations of 2.4M tokens cached on disk "
@@ -182,9 +185,10 @@ def layout(**query: str) -> html.Div:
         html.P("What does this SAE feature mean? Activations over the text, top corpus examples, logit effects, "
                "token lists, ghost-token definition trees and steering.", className="text-muted small"),
         picker_row(P, models, model, sample_rows(runtime), sample, labels=model_labels(),
-                   extra=[sae_box, feature_box]),
+                   extra=[sae_box, feature_box, ablate]),
         error_alert(P),
         html.Div(id=f"{P}-no-sae"),
+        html.Div(id=f"{P}-edit-effect", className="small mb-2"),
         html.Div([_vector_controls(), tabs], id=f"{P}-main"),
         train,
     ], className="gb-features")

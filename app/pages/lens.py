@@ -106,6 +106,7 @@ def layout(**query: str) -> html.Div:
             loading(graph(None, "lens-summary", "lens-summary", height=330)),
             train,
             url_state("lens", {}),
+            dcc.Store(id="lens-focus", data=url_int(query.get("focus"), None, 0, settings.max_tokens)),
         ],
         className="gb-lens",
     )

@@ -69,3 +69,56 @@ def test_edits_follow_the_researcher_across_pages_and_links(page, browser, serve
     page.wait_for_function(has_text("#shell-edits-status", "no edits"))
     page.wait_for_function("!window.location.search.includes('edits=')")
     assert page.js_errors == []
+
+
+def test_token_to_feature_to_ablation_on_every_page(page, server_url, runtime, smollm2):
+    """Issue 15's walk: a token on Tokens -> features here -> open one -> ablate it -> Tokens, Lens, Features
+    and Neurons show before | after."""
+    from tests.helpers import ensure_index
+
+    sample = _sample(runtime)
+    page.goto(f"{server_url}/tokens?sample={sample}")
+    page.wait_for_selector("#tokens-strips .gb-tok", timeout=180_000)
+    page.locator("#tokens-strips .gb-tok").nth(6).click()
+    page.wait_for_selector("#tokens-features-here a.gb-unit-link", timeout=120_000)
+    assert page.locator("#tokens-neurons-here a.gb-unit-link").count() == 8
+    lens_href = page.get_attribute("#tokens-open-lens", "href") or ""
+    assert "focus=6" in lens_href and "sample=" in lens_href
+    first = page.locator("#tokens-features-here a.gb-unit-link").first
+    feature = (first.inner_text().split()[0]).lstrip("F")
+    screenshot(page, "tokens-focus")
+    first.click()
+    page.wait_for_function(f"document.querySelector('#features-feature') && "
+                           f"document.querySelector('#features-feature').value === '{feature}'", timeout=60_000)
+    page.click("#features-ablate")
+    page.wait_for_function(has_text("#shell-edits-status", f"feature[embedded]:F{feature}"), timeout=60_000)
+    page.wait_for_selector("#features-edit-line", timeout=120_000)
+    assert "clean →" in page.inner_text("#features-edit-line").replace(" edited", " →") or \
+        "edited" in page.inner_text("#features-edit-line")
+    screenshot(page, "features-ablated")
+
+    page.goto(f"{server_url}/tokens?sample={sample}")
+    page.wait_for_selector("#tokens-strips .gb-tok", timeout=180_000)
+    page.locator("#tokens-strips .gb-tok").nth(6).click()
+    page.wait_for_selector("#tokens-predictions-edited", timeout=120_000)
+    assert "KL(clean ‖ edited) here" in page.inner_text("#tokens-edit-effect")
+    screenshot(page, "tokens-ablated")
+
+    page.goto(server_url + lens_href + "&view=edit")
+    page.wait_for_function("document.querySelector('#lens-grid .gtitle') && "
+                           "document.querySelector('#lens-grid .gtitle').textContent.includes('Edit effect')",
+                           timeout=180_000)
+    assert page.locator("#lens-grid path[style*='rgb(13, 71, 161)'], #lens-grid .shapelayer path").count() >= 1
+    screenshot(page, "lens-ablated")
+
+    ensure_index(runtime)
+    page.goto(f"{server_url}/neurons?model=embedded%3Asmollm2-135m-instruct&layer=3&neuron=5")
+    page.wait_for_selector("#neurons-snippet-list .gb-snippet", timeout=120_000)
+    enter_text = "The cat sat on the mat and purred."
+    page.fill("#neurons-try-text", enter_text)
+    page.press("#neurons-try-text", "Enter")
+    page.wait_for_selector("#neurons-try-edited .gb-tok", timeout=60_000)
+    assert "clean: max" in page.inner_text("#neurons-try-result")
+    assert "edited: max" in page.inner_text("#neurons-try-result")
+    screenshot(page, "neurons-ablated")
+    assert page.js_errors == []

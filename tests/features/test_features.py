@@ -264,3 +264,24 @@ def test_feature_record_and_search(runtime, smollm2, sae_dir):
     assert [r["feature"] for r in record["similar_by_decoder"]] and 3 not in [r["feature"] for r in record["similar_by_decoder"]]
     with pytest.raises(GlassboxError, match="from 0 to 95"):
         feature_record(runtime, EMBEDDED_LM, sae_dir, 96)
+
+
+def test_feature_edit_effect_of_an_ablation_by_hand(runtime, smollm2):
+    """The Features page's clean-vs-edited line: the feature's activations on the text with its own ablation
+    on, over the tokens the SAE was trained on, against the edited run's site re-encoded by hand."""
+    from analysis.edits import parse_edits, resolve_edits
+    from analysis.features import feature_edit_effect, load_sae, text_activations
+
+    sae = load_sae(runtime, "embedded", EMBEDDED_LM)
+    text = "Python supports string and bytes literals and various numeric literals."
+    clean = text_activations(runtime, EMBEDDED_LM, sae, text)
+    feature = clean.top_features(1)[0][0]
+    edits = resolve_edits(runtime, EMBEDDED_LM, parse_edits(f"feature[embedded]:F{feature}"),
+                          sae=lambda ref: load_sae(runtime, ref, EMBEDDED_LM))
+    effect = feature_edit_effect(runtime, EMBEDDED_LM, sae, text, feature, edits)
+    edited_site = runtime.run(EMBEDDED_LM, text, [sae.site], edits=edits).act(sae.site)
+    keep = ~torch.tensor(clean.outside)
+    by_hand = sae.encode(edited_site)[:, feature][keep]
+    assert effect["edited_max"] == pytest.approx(float(by_hand.max()), rel=1e-5)
+    assert effect["clean_max"] == pytest.approx(clean.top_features(1)[0][1], rel=1e-5)
+    assert effect["edited_max"] < effect["clean_max"] and effect["edits"] == f"feature[embedded]:F{feature}"

@@ -361,3 +361,27 @@ def test_edit_effect_tool_and_clean_edited_panel_by_hand(runtime, cb, loaded):
     with pytest.raises(InputError, match="layer 40 is outside 0..29"):
         cb.paint(meta, {"s": 0, "i": 6}, "edit", "hook_resid_post", 0, 0, False, "from", "full", "tokens", 0,
                  "none", *STATES, {"edits": "neuron:L40.N1"})
+
+
+def test_neurons_and_features_here_and_the_focus_links(runtime, cb, loaded):
+    """The selected token as a focus: the top MLP neurons over every layer and the embedded SAE's top features
+    there, by hand from the run; the links carry the model, sample and position."""
+    from analysis.features import load_sae
+
+    lm, run, meta = loaded
+    pos = 9
+    here = T.neurons_here(runtime, run, pos, k=5)
+    stacked = torch.stack([run.act(f"blocks.{layer}.mlp.hook_post")[pos] for layer in range(lm.info.n_layers)])
+    values, order = stacked.flatten().topk(5)
+    assert [(u.layer, u.unit) for u in here] == [(int(i) // lm.info.d_mlp, int(i) % lm.info.d_mlp) for i in order]
+    assert [u.value for u in here] == pytest.approx(values.tolist(), rel=1e-6)
+    sae = load_sae(runtime, "embedded", EMBEDDED_LM)
+    feats = T.features_here(runtime, run, pos, k=4)
+    expected = sae.encode(run.act(sae.site)[pos:pos + 1])[0].topk(4)
+    assert [f.unit for f in feats] == expected.indices.tolist()
+    assert [f.value for f in feats] == pytest.approx(expected.values.tolist(), rel=1e-5)
+    sample = runtime.samples.default_sample_id()
+    panel = str(cb.focus_panel(EMBEDDED_LM, [sample], 0, run, pos))
+    assert "focus=9" in panel and "start=0" in panel and "/circuits?" in panel and "pos=9" in panel
+    assert f"layer={here[0].layer}&neuron={here[0].unit}" in panel and f"feature={feats[0].unit}" in panel
+    assert "need a library sample" in str(cb.focus_panel(EMBEDDED_LM, ["user"], 0, run, pos))
