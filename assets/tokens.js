@@ -62,7 +62,7 @@
         dimension: ["site", "layer", "dim", "norm"]
     };
     var TAB_CONTROLS = {
-        token: [], keys: [], attention: ["layer", "head", "rope"],
+        token: [], keys: [], generate: ["layer"], attention: ["layer", "head", "rope"],
         hist: ["site", "layer", "norm", "dim"], scatter: ["site", "layer", "norm", "dim", "highlight"]
     };
     var ALL_CONTROLS = ["site", "layer", "head", "direction", "rope", "multiply", "sim", "dim", "norm", "highlight"];

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dash import ClientsideFunction, Input, Output, State, clientside_callback, ctx, dcc, no_update
+from dash import ClientsideFunction, Input, Output, State, clientside_callback, ctx, dcc, html, no_update
 
 from analysis.params import parse_choice, parse_int, parse_int_list, url_int
 from analysis.runtime import get_runtime
@@ -49,8 +49,10 @@ from components.figures import empty_figure, graph
 from components.tokens_panels import (
     attention_heatmap,
     density_figure,
+    description_view,
     edited_predictions,
     focus_links,
+    generation_view,
     histogram_figure,
     outlier_list,
     prediction_panel,
@@ -62,7 +64,7 @@ from components.tokens_strip import legend, strips
 PAGE = "tokens"
 register_picker_callbacks(PAGE)
 register_model_loading(PAGE)
-TABS = ("token", "attention", "hist", "scatter", "keys")
+TABS = ("token", "attention", "hist", "scatter", "generate", "keys")
 
 DEFAULT_STATE: dict[str, Any] = {
     "tool": "predictions", "kind": "hook_resid_post", "layer": 0, "head": 0, "direction": "from",
@@ -219,6 +221,14 @@ def compute_panel(meta: dict, sel: dict | None, tab: str, kind: str, layer: Any,
     tab = parse_choice(tab, "Tab", TABS)
     if tab == "keys":
         return [shortcuts_help()]
+    if tab == "generate":
+        req = view_request(meta, sel, "sum", kind, layer, head, mean, "from", rope, "tokens", dim, norm)
+        opened = open_samples(runtime, model_id, samples, user_text)
+        run = opened.runs[req.sample]
+        return [token_header(opened.titles[req.sample], req.pos, run.tokens[req.pos], run.n_tokens),
+                html.Div(f"Continue: the prompt is the text up to and including token #{req.pos} ({req.pos + 1} "
+                         "tokens). Describe: the block output at the Layer control and this token.",
+                         className="small text-muted")]
     req = view_request(meta, sel, "attention" if tab == "attention" else "sum", kind, layer, head, mean, "from",
                        rope, "tokens", dim, norm)
     opened = open_samples(runtime, model_id, samples, user_text, {req.kind} if tab in ("hist", "scatter") else ())
@@ -292,6 +302,58 @@ def panel(meta: dict | None, sel: dict | None, tab: str, *args: Any) -> list:
     if not meta:
         return [graph(empty_figure("Pick a model and a sample."), "tokens-empty", "tokens", 120)]
     return compute_panel(meta, sel, tab, *args)
+
+
+# ---- generate and describe ---------------------------------------------------------------------------
+
+def continuation(meta: dict, sel: dict | None, new_tokens: Any, temperature: Any, seed: Any, model_id: str,
+                 samples: Any, user_text: str | None, edits_store: dict | None) -> Any:
+    """Clean | edited continuations of the text up to the selected token."""
+    from analysis.generate import generate_pair
+
+    runtime = get_runtime()
+    req = view_request(meta, sel, "sum", "hook_resid_post", 0, 0, True, "from", "full", "tokens", 0, "none")
+    run = open_samples(runtime, model_id, samples, user_text).runs[req.sample]
+    pair = generate_pair(runtime, model_id, run.token_ids[:req.pos + 1], page_edits(runtime, model_id, edits_store),
+                         new_tokens, temperature, seed)
+    return generation_view(dataclasses.asdict(pair))
+
+
+@page_callback(PAGE, Output("tokens-gen-out", "children"), Input("tokens-gen-run", "n_clicks"),
+               State("tokens-meta", "data"), State("tokens-selected", "data"), State("tokens-gen-new", "value"),
+               State("tokens-gen-temp", "value"), State("tokens-gen-seed", "value"), *TEXT_STATES,
+               State("shell-edits-store", "data"), prevent_initial_call=True)
+def on_generate(_clicks: int, meta: dict | None, sel: dict | None, *args: Any) -> Any:
+    if not meta:
+        return no_update
+    return continuation(meta, sel, *args)
+
+
+def description(meta: dict, sel: dict | None, layer: Any, model_id: str, samples: Any, user_text: str | None) -> Any:
+    """Patchscopes on the selected (layer, token)."""
+    from analysis.patchscope import describe_state
+
+    runtime = get_runtime()
+    req = view_request(meta, sel, "sum", "hook_resid_post", layer, 0, True, "from", "full", "tokens", 0, "none")
+    run = open_samples(runtime, model_id, samples, user_text).runs[req.sample]
+    result = describe_state(runtime, model_id, run.text, req.layer, req.pos)
+    return description_view({**dataclasses.asdict(result), "text": result.text})
+
+
+@page_callback(PAGE, Output("tokens-describe-out", "children"), Input("tokens-describe-run", "n_clicks"),
+               State("tokens-meta", "data"), State("tokens-selected", "data"), State("tokens-layer", "value"),
+               *TEXT_STATES, prevent_initial_call=True)
+def on_describe(_clicks: int, meta: dict | None, sel: dict | None, *args: Any) -> Any:
+    if not meta:
+        return no_update
+    return description(meta, sel, *args)
+
+
+clientside_callback(
+    "function(tab) { return tab === 'generate' ? {} : {display: 'none'}; }",
+    Output("tokens-gen-box", "style"),
+    Input("tokens-tabs", "active_tab"),
+)
 
 
 # ---- download, copy, URL ----------------------------------------------------------------------------

@@ -101,3 +101,29 @@ def download_buttons() -> html.Div:
         ],
         className="d-flex align-items-center mt-2",
     )
+
+
+def generate_box() -> html.Div:
+    """The Generate tab's controls (kept across token changes): continue the text from the selected token,
+    clean and with the shared edit list; describe the selected (layer, token) state (Patchscopes)."""
+    def box(field_id: str, label: str, value: Any, width: str = "5rem") -> html.Div:
+        return html.Div([dbc.Label(label, html_for=field_id, className="small text-muted mb-0"),
+                         dbc.Input(id=field_id, value=value, size="sm", type="text", debounce=True,
+                                   style={"width": width}),
+                         dbc.FormFeedback(id=f"{field_id}-feedback", className="gb-feedback")], className="me-2")
+
+    return html.Div([
+        html.Div([box("tokens-gen-new", "New tokens (1-64)", 24), box("tokens-gen-temp", "Temperature (0 = greedy)", 0),
+                  box("tokens-gen-seed", "Seed", 0),
+                  dbc.Button("Continue", id="tokens-gen-run", size="sm", color="primary", className="align-self-end",
+                             n_clicks=0)], className="d-flex flex-wrap align-items-start"),
+        dcc.Loading(html.Div(id="tokens-gen-out", className="mt-2"), type="dot", delay_show=250),
+        html.Hr(className="my-2"),
+        html.Div([html.B("Describe this hidden state", className="small me-2"),
+                  html.Span("Patchscopes: the block output at the Layer control and the selected token, injected at the "
+                            "last token of 'cat->cat; 135->135; hello->hello; ?' after the same layer; greedy.",
+                            className="small text-muted")]),
+        dbc.Button("Describe", id="tokens-describe-run", size="sm", color="secondary", outline=True, className="mt-1",
+                   n_clicks=0),
+        dcc.Loading(html.Div(id="tokens-describe-out", className="mt-2"), type="dot", delay_show=250),
+    ], id="tokens-gen-box", style={"display": "none"}, className="pt-2")

@@ -275,3 +275,28 @@ def focus_links(links: dict[str, str | None], neurons: list[dict[str, Any]], fea
                  id="tokens-features-here", className="mt-1"),
         html.Div(note, className="small text-muted") if note else None,
     ], id="tokens-focus")
+
+
+def generation_view(pair: dict[str, Any]) -> html.Div:
+    """Clean | edited continuations side by side (the prompt's last token marked)."""
+    decoding = "greedy" if pair["temperature"] == 0 else f"sampled at T = {pair['temperature']:g}, seed {pair['seed']}"
+    cols = [html.Div([html.Div("Clean", className="small fw-semibold"),
+                      html.Pre(pair["clean"]["text"], className="gb-gen", id="tokens-gen-clean")], className="col")]
+    if pair["edited"] is not None:
+        cols.append(html.Div([html.Div("Edited", className="small fw-semibold"),
+                              html.Pre(pair["edited"]["text"], className="gb-gen", id="tokens-gen-edited")],
+                             className="col"))
+    foot = (f"{pair['prompt_tokens']} prompt tokens, {decoding}; edits: {pair['edits']}" if pair["edits"]
+            else f"{pair['prompt_tokens']} prompt tokens, {decoding}; no edit list (set one under Edits above to "
+                 "compare)")
+    return html.Div([html.Div(cols, className="row g-2"), html.Div(foot, className="small text-muted")])
+
+
+def description_view(result: dict[str, Any]) -> html.Div:
+    """A Patchscopes description: the continuation and the first step's top tokens."""
+    tops = ", ".join(f"{show_token(t)} {p:.2f}" for t, p in zip(result["top_tokens"], result["top_probs"], strict=True))
+    return html.Div([
+        html.Div([html.Span(f"L{result['layer']} at {show_token(result['source_token'])} (#{result['position']}) → "),
+                  html.Code(result["text"] or "∅", id="tokens-describe-text")], className="small"),
+        html.Div(f"first step: {tops}", className="small text-muted"),
+    ])

@@ -12,7 +12,7 @@ from callbacks.common import model_labels, sample_rows
 from callbacks.tokens import initial_state
 from components.feedback import error_alert, loading, running_line
 from components.pickers import picker_row
-from components.tokens_controls import controls, download_buttons
+from components.tokens_controls import controls, download_buttons, generate_box
 from components.urlstate import url_state
 
 dash.register_page(__name__, path="/tokens", name="Tokens", title="Glassbox · Tokens")
@@ -30,7 +30,7 @@ def layout(**query: str) -> html.Div:
     tabs = dbc.Tabs(
         [dbc.Tab(label="Selected token", tab_id="token"), dbc.Tab(label="Attention", tab_id="attention"),
          dbc.Tab(label="Histogram", tab_id="hist"), dbc.Tab(label="Scatter", tab_id="scatter"),
-         dbc.Tab(label="Keys", tab_id="keys")],
+         dbc.Tab(label="Generate", tab_id="generate"), dbc.Tab(label="Keys", tab_id="keys")],
         id="tokens-tabs", active_tab=state["tab"],
     )
     left = dbc.Col([
@@ -40,8 +40,8 @@ def layout(**query: str) -> html.Div:
         loading(html.Div(id="tokens-strips", className="gb-strips")),
         download_buttons(),
     ], lg=7, className="mb-3")
-    right = dbc.Col(html.Div([tabs, html.Div(id="tokens-panel", className="gb-panel pt-2")], className="gb-side"),
-                    lg=5)
+    right = dbc.Col(html.Div([tabs, html.Div(id="tokens-panel", className="gb-panel pt-2"), generate_box()],
+                             className="gb-side"), lg=5)
     return html.Div(
         [
             html.Div([html.H4("Tokens", className="mb-0 me-3"),

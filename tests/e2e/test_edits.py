@@ -122,3 +122,25 @@ def test_token_to_feature_to_ablation_on_every_page(page, server_url, runtime, s
     assert "edited: max" in page.inner_text("#neurons-try-result")
     screenshot(page, "neurons-ablated")
     assert page.js_errors == []
+
+
+def test_generate_tab_continues_clean_and_edited_and_describes_the_state(page, server_url, runtime, smollm2):
+    sample = _sample(runtime)
+    page.goto(f"{server_url}/tokens?sample={sample}&tab=generate&layer=6&edits={EDITS}")
+    page.wait_for_selector("#tokens-strips .gb-tok", timeout=180_000)
+    page.locator("#tokens-strips .gb-tok").nth(6).click()
+    page.wait_for_selector("#tokens-gen-box:not([style*='none'])")
+    page.fill("#tokens-gen-new", "8")
+    page.click("#tokens-gen-run")
+    page.wait_for_selector("#tokens-gen-edited", timeout=120_000)
+    assert page.inner_text("#tokens-gen-clean").strip() and page.inner_text("#tokens-gen-edited").strip()
+    assert "greedy" in page.inner_text("#tokens-gen-out") and EDITS in page.inner_text("#tokens-gen-out")
+    page.click("#tokens-describe-run")
+    page.wait_for_selector("#tokens-describe-text", timeout=120_000)
+    assert "L6 at" in page.inner_text("#tokens-describe-out")
+    page.fill("#tokens-gen-new", "500")
+    page.click("#tokens-gen-run")
+    page.wait_for_selector("#tokens-gen-new.is-invalid")
+    assert "from 1 to 64" in page.inner_text("#tokens-gen-new-feedback")
+    screenshot(page, "tokens-generate")
+    assert page.js_errors == []
