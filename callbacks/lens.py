@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, ctx, dcc
+from dash import Input, Output, State, ctx, dcc, no_update
 
 from analysis.edits import edits_text
 from analysis.errors import GlassboxError, InputError
@@ -199,3 +199,26 @@ def describe_training(result: Any) -> str:
 
 register_job(P, f"{P}-train", [State(f"{P}-model", "value"), State(f"{P}-train-steps", "value")], train_job,
              describe_training)
+
+
+def tokens_href(model: str, sample: str | None, start: Any, click: dict | None, n_layers: int) -> str | None:
+    """The Tokens page at a clicked cell's layer and position (library samples: a URL cannot carry your text)."""
+    from components.urlstate import query_string
+
+    if not click or not click.get("points") or sample in (None, "", "user"):
+        return None
+    point = click["points"][0]
+    column, row = int(point.get("x", 0)), int(point.get("y", 0))
+    first = parse_int(start, "Window start", 0, None, default=0)
+    kind, layer = ("hook_resid_pre", row) if row < n_layers else ("hook_resid_post", n_layers - 1)
+    return "/tokens" + query_string({"model": model, "sample": sample, "site": kind, "layer": layer,
+                                     "t": first + column, "tool": "sum", "tab": "token"})
+
+
+@page_callback(P, Output("url", "href", allow_duplicate=True), Input(f"{P}-grid", "clickData"),
+               State(f"{P}-model", "value"), State(f"{P}-sample", "value"), State(f"{P}-start", "value"),
+               prevent_initial_call=True)
+def open_in_tokens(click, model, sample, start):  # type: ignore[no-untyped-def]
+    """Clicking a cell opens Tokens at that layer and position."""
+    href = tokens_href(model, sample, start, click, get_runtime().model(model).info.n_layers)
+    return href if href else no_update

@@ -144,3 +144,18 @@ def test_generate_tab_continues_clean_and_edited_and_describes_the_state(page, s
     assert "from 1 to 64" in page.inner_text("#tokens-gen-new-feedback")
     screenshot(page, "tokens-generate")
     assert page.js_errors == []
+
+
+def test_lens_cell_opens_tokens_at_that_layer_and_position(page, server_url, runtime, smollm2):
+    sample = _sample(runtime)
+    page.goto(f"{server_url}/lens?sample={sample}&view=logit&width=8&start=4")
+    page.wait_for_selector("#lens-grid .heatmaplayer", timeout=180_000)
+    box = page.locator("#lens-grid .nsewdrag").first.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * (2.5 / 8), box["y"] + box["height"] * 0.5)  # column 2, a middle row
+    page.wait_for_url("**/tokens?**", timeout=60_000)
+    page.wait_for_selector("#tokens-strips .gb-tok", timeout=120_000)
+    assert "t=6" in page.url and "site=hook_resid_pre" in page.url
+    layer = int(page.input_value("#tokens-layer"))
+    assert 10 <= layer <= 20  # the row clicked (31 rows, the middle one)
+    page.wait_for_selector('#tokens-strips .gb-tok.gb-tok-sel[data-i="6"]')
