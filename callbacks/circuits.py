@@ -24,6 +24,7 @@ from analysis.errors import InputError
 from analysis.params import parse_choice, parse_int
 from analysis.runtime import get_runtime
 from callbacks.common import page_callback, register_job, register_picker_callbacks
+from callbacks.edits import edits_input, page_edits
 from callbacks.shell import register_model_loading
 from components.circuits_figures import (
     bars_figure,
@@ -69,9 +70,12 @@ def tokens_href(model: str, sample: str | None, layer: int, head: int | None, to
 
 
 def attribution_view(model: str, sample: str | None, text: str | None, position: Any, target: str | None,
-                     contrast: str | None) -> dict[str, Any]:
+                     contrast: str | None, edits_store: dict | None = None) -> dict[str, Any]:
     lm, run = _run(model, _text(sample, text))
     att = attribute_run(lm, run, position, target or "top", contrast or None)
+    edits = page_edits(get_runtime(), model, edits_store)
+    if edits:
+        return edited_attribution_view(lm, run, att, edits)
     where = f"position {att.position} ({show_token(att.tokens[att.position])!s})"
     title = f"{att.target.label} at {where}"
     parts = (f"logit {att.logit:.3f} = embedding {att.embed:.3f} + heads {att.heads.sum():.3f} + attention biases "
@@ -88,6 +92,34 @@ def attribution_view(model: str, sample: str | None, text: str | None, position:
                               f"What each source token sent through attention to {where}"),
         "summary": f"{parts}. Strongest heads: {top}.",
         "n_tokens": run.n_tokens, "position": att.position,
+    }
+
+
+def edited_attribution_view(lm: Any, run: Any, att: Any, edits: list) -> dict[str, Any]:
+    """The same target's shares in the edited run, shown as edited − clean (heads, layers, sources)."""
+    runtime = get_runtime()
+    edited_run = runtime.run(lm.model_id, run.text, circuit_sites(lm.info.n_layers), edits=edits)
+    negative = f"#{att.target.negative}" if att.target.negative is not None else None
+    edited = attribute_run(lm, edited_run, att.position, f"#{att.target.positive}", negative)
+    where = f"position {att.position} ({show_token(att.tokens[att.position])!s})"
+    title = f"edited − clean · {att.target.label} at {where}"
+    heads = edited.heads - att.heads
+    order = abs(heads).ravel().argsort()[::-1][:3]
+    top = ", ".join(f"L{i // lm.info.n_heads}H{i % lm.info.n_heads} {heads.ravel()[i]:+.3f}" for i in order)
+    outside = edited.logit - edited.total  # what an edit added to the residual itself (feature, patch, steer)
+    summary = (f"With the edits ({';'.join(e.text for e in edits)}): logit {att.logit:.3f} → {edited.logit:.3f} "
+               f"({edited.logit - att.logit:+.3f}). Largest head changes: {top}. MLPs {att.mlp.sum():.3f} → "
+               f"{edited.mlp.sum():.3f}, heads {att.heads.sum():.3f} → {edited.heads.sum():.3f}"
+               + (f"; {outside:+.3f} of the edited logit was written into the residual by the edit itself, outside "
+                  "every component" if abs(outside) > 1e-3 else "") + ".")
+    return {
+        "heads": head_heatmap(heads.tolist(), f"Head shares, {title}"),
+        "layers": layer_bars((edited.attention - att.attention).tolist(), (edited.mlp - att.mlp).tolist(),
+                             edited.embed - att.embed, f"Per-layer shares, {title}"),
+        "strip": source_strip(att.tokens, (edited.sources - att.sources).tolist(), att.position,
+                              f"Change in what each source token sent through attention to {where}"),
+        "summary": summary, "n_tokens": run.n_tokens, "position": att.position,
+        "edited_logit": edited.logit, "head_deltas": heads,
     }
 
 
@@ -182,11 +214,11 @@ register_job(P, f"{P}-patch",
 @page_callback(
     P, Output(f"{P}-heads", "figure"), Output(f"{P}-layers", "figure"), Output(f"{P}-strip", "figure"),
     Output(f"{P}-summary", "children"),
-    *[Input(f"{P}-{name}", "value") for name in CONTROL_IDS],
+    *[Input(f"{P}-{name}", "value") for name in CONTROL_IDS], edits_input(),
     running=[(Output(f"{P}-run-box", "style"), RUNNING_SHOWN, RUNNING_HIDDEN)],
 )
-def update_attribution(model, sample, text, position, target, contrast):  # type: ignore[no-untyped-def]
-    out = attribution_view(model, sample, text, position, target, contrast)
+def update_attribution(model, sample, text, position, target, contrast, edits_store=None):  # type: ignore[no-untyped-def]
+    out = attribution_view(model, sample, text, position, target, contrast, edits_store)
     return out["heads"], out["layers"], out["strip"], out["summary"]
 
 

@@ -117,3 +117,26 @@ def test_patch_job_keeps_the_typed_tokens_leading_space(runtime, smollm2):
     rome = smollm2.tokenizer(" Rome", add_special_tokens=False)["input_ids"]
     logits = runtime.run(M, DEFAULT_PROMPT, []).logits[-1]
     assert grid.clean_value == pytest.approx(float(logits[paris[0]] - logits[rome[0]]), abs=1e-3)
+
+
+def test_attribution_with_edits_shows_edited_minus_clean(runtime, smollm2):
+    """Head L3.H2 ablated: its edited share is 0, so its delta is minus its clean share; the edited logit is the
+    edited run's own logit and the pieces still sum to it. A feature edit writes into the residual itself:
+    the part outside every component is named."""
+    import callbacks.circuits as page
+
+    clean = page.attribution_view(EMBEDDED_LM, USER_SAMPLE, DEFAULT_PROMPT, None, " Paris", None)
+    base = direct_logit_attribution(runtime, EMBEDDED_LM, DEFAULT_PROMPT, None, " Paris")
+    out = page.attribution_view(EMBEDDED_LM, USER_SAMPLE, DEFAULT_PROMPT, None, " Paris", None,
+                                {"edits": "head:L3.H2", "src": ""})
+    assert out["head_deltas"][3, 2] == pytest.approx(-base.heads[3, 2], abs=1e-5)
+    from analysis.edits import HeadEdit
+
+    edited_run = runtime.run(EMBEDDED_LM, DEFAULT_PROMPT, [], edits=[HeadEdit(3, 2)])
+    paris = smollm2.tokenizer(" Paris", add_special_tokens=False)["input_ids"][0]
+    assert out["edited_logit"] == pytest.approx(float(edited_run.logits[-1, paris]), abs=1e-3)
+    assert "outside every component" not in out["summary"] and "→" in out["summary"]
+    assert clean["n_tokens"] == out["n_tokens"]
+    featured = page.attribution_view(EMBEDDED_LM, USER_SAMPLE, DEFAULT_PROMPT, None, " Paris", None,
+                                     {"edits": "feature[embedded]:F100=30", "src": ""})
+    assert "outside every component" in featured["summary"]
