@@ -102,11 +102,12 @@ def _pooler(into: dict[str, torch.Tensor], site: str, mask: torch.Tensor, poolin
 
 def extract(lm: LoadedModel, texts: Sequence[str], pooling: str = "first", max_tokens: int = 512,
             max_batch: int = 64, max_batch_tokens: int = 16384, job: Job | None = None,
-            fused_attention: bool = True) -> Activations:
+            fused_attention: bool = True, edits: dict | None = None) -> Activations:
     """Pooled residual states of all layers for ``texts`` (in input order), through ``capture``.
 
     ``job`` reports progress per text and is checked between batches (the one cancel rule).
     ``fused_attention`` runs the passes with SDPA (same numbers to float tolerance, faster).
+    ``edits`` (capture's edits, from an edit list) give the edited model's states.
     """
     if pooling not in POOLINGS:
         raise InputError(f"Unknown pooling '{pooling}': use one of {', '.join(POOLINGS)}.")
@@ -132,7 +133,7 @@ def extract(lm: LoadedModel, texts: Sequence[str], pooling: str = "first", max_t
         pooled: dict[str, torch.Tensor] = {}
         capture(lm, ids, (), attention_mask=mask, logits=False, stop_early=True,
                 observe={site: _pooler(pooled, site, mask.to(lm.device), pooling) for site in sites},
-                fused_attention=fused_attention)
+                fused_attention=fused_attention, edits=edits)
         stacked = torch.stack([pooled[site] for site in sites]).numpy()
         if out is None:
             out = np.empty((stacked.shape[0], len(texts), stacked.shape[2]), dtype=np.float32)

@@ -63,19 +63,24 @@ def load_dataset(runtime: Runtime, key: str) -> LabeledDataset:
 EXTRACTION_VERSION = 2  # 2: states through capture, named as on the Lens page (the last one before the final norm)
 
 
-def activations_key(model_id: str, ds_hash: str, pooling: str, max_tokens: int) -> str:
-    return content_key("regions-acts", EXTRACTION_VERSION, model_id, ds_hash, pooling, max_tokens)
+def activations_key(model_id: str, ds_hash: str, pooling: str, max_tokens: int, edits: str = "") -> str:
+    parts = (model_id, ds_hash, pooling, max_tokens) + ((edits,) if edits else ())
+    return content_key("regions-acts", EXTRACTION_VERSION, *parts)
 
 
 def compute_activations(runtime: Runtime, model_id: str, ds: LabeledDataset, pooling: str,
-                        job: Job | None = None) -> tuple[str, Activations]:
-    """Pooled residual states of every layer, from the disk cache when this (model, dataset, pooling)
-    was extracted before; otherwise one batched pass with the model loaded once."""
-    key = activations_key(model_id, ds.content_hash, pooling, runtime.settings.max_tokens)
+                        job: Job | None = None, edits: Sequence[Any] = ()) -> tuple[str, Activations]:
+    """Pooled residual states of every layer, from the disk cache when this (model, dataset, pooling, edit
+    list) was extracted before; otherwise one batched pass with the model loaded once (``edits``: resolved
+    :mod:`analysis.edits` records, the edited model's NRAG)."""
+    from analysis.edits import capture_edits, edits_key
+
+    key = activations_key(model_id, ds.content_hash, pooling, runtime.settings.max_tokens, edits_key(edits))
 
     def work() -> Activations:
         lm = runtime.model(model_id, job)
-        return extract(lm, ds.texts, pooling, max_tokens=runtime.settings.max_tokens, job=job)
+        hooks = capture_edits(lm, edits) if edits else None
+        return extract(lm, ds.texts, pooling, max_tokens=runtime.settings.max_tokens, job=job, edits=hooks)
 
     acts = runtime.disk.get_or_compute(key, work)
     return key, acts

@@ -210,3 +210,20 @@ def test_states_equal_capture_sites_of_the_same_name(runtime, smollm2, minilm):
                 mask = torch.ones_like(ids)
                 ref = np.stack([pool(cap.acts[site], mask, pooling)[0].numpy() for site in sites])
                 np.testing.assert_allclose(acts.pooled[:, i], ref, atol=2e-3, rtol=2e-3)
+
+
+def test_edited_extraction_is_the_edited_runs_states(runtime, smollm2):
+    """The NRAG of the edited model: pooled states with an edit list equal the edited run's own residuals
+    (last-token pooling), states before the edited block equal the clean ones, and the disk key differs."""
+    from analysis.edits import NeuronEdit
+    from analysis.settings import EMBEDDED_LM
+
+    ds = builtin_dataset(runtime.samples, n_per_label=2, max_rows=runtime.settings.max_dataset_rows, max_chars=300)
+    edits = [NeuronEdit(5, 10, 20.0)]
+    clean_key, clean = compute_activations(runtime, EMBEDDED_LM, ds, "last")
+    edited_key, edited = compute_activations(runtime, EMBEDDED_LM, ds, "last", edits=edits)
+    assert edited_key != clean_key
+    np.testing.assert_allclose(edited.pooled[:6], clean.pooled[:6], atol=1e-4, rtol=1e-4)  # embed .. L5: before
+    assert np.abs(edited.pooled[6:] - clean.pooled[6:]).max() > 1e-2
+    run = runtime.run(EMBEDDED_LM, ds.texts[0], ["blocks.9.hook_resid_pre"], edits=edits)
+    np.testing.assert_allclose(edited.pooled[9, 0], run.act("blocks.9.hook_resid_pre")[-1].numpy(), atol=2e-3, rtol=1e-3)
