@@ -8,6 +8,7 @@ from typing import Any
 
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
+from analysis.edits import edits_key
 from analysis.errors import InputError
 from analysis.params import parse_choice, parse_float, parse_int
 from analysis.regions import (
@@ -38,6 +39,7 @@ from analysis.regions import (
 )
 from analysis.runtime import get_runtime
 from callbacks.common import page_callback, register_job
+from callbacks.edits import page_edits
 from callbacks.shell import register_model_loading
 from components import regions_controls as controls
 from components import regions_figures as figures
@@ -97,21 +99,27 @@ def on_load(_clicks: Any, contents: str | None, source: str, n: Any, filename: s
 
 # ---- extraction (a server job) -----------------------------------------------------------------
 
-def extraction_job(dataset: dict | None, model: str, pooling: str, *_triggers: Any) -> tuple[str, str, Any] | None:
-    """(key, title, work) of the extraction of the loaded dataset: pooled states of every layer, on disk."""
+def extraction_job(dataset: dict | None, model: str, pooling: str, edits_store: dict | None = None,
+                   *_triggers: Any) -> tuple[str, str, Any] | None:
+    """(key, title, work) of the extraction of the loaded dataset: pooled states of every layer, on disk; with
+    the shared edit list on, the edited model's states (the NRAG of the edited model)."""
     if not dataset:
         return None
     runtime = get_runtime()
     pooling = parse_choice(pooling, "Pooling", POOLINGS)
     ds = load_dataset(runtime, dataset_key_from_summary(dataset))
+    causal = runtime.model(model).info.is_causal  # an encoder (LLM-MRI's default) takes no edits: clean states
+    edits = page_edits(runtime, model, edits_store) if causal else []
+    label = edits_key(edits)
 
     def work(job: Any) -> dict[str, Any]:
-        key, acts = compute_activations(runtime, model, ds, pooling, job)
+        key, acts = compute_activations(runtime, model, ds, pooling, job, edits=edits)
         return {"acts_key": key, "dataset": dataset["key"], "model": model, "pooling": pooling,
                 "n_layers": acts.n_layers, "classes": list(ds.classes), "truncated": acts.truncated,
-                "max_tokens": acts.max_tokens}
+                "max_tokens": acts.max_tokens, "edits": label.split("#")[0]}
 
-    return f"regions-extract:{model}:{pooling}:{dataset['key']}", f"Extracting {len(ds):,} texts with {model}", work
+    title = f"Extracting {len(ds):,} texts with {model}" + (f" (edited: {label.split('#')[0]})" if edits else "")
+    return f"regions-extract:{model}:{pooling}:{dataset['key']}:{label}", title, work
 
 
 def run_extraction(dataset: dict | None, model: str, pooling: str) -> dict[str, Any]:
@@ -126,12 +134,15 @@ def run_extraction(dataset: dict | None, model: str, pooling: str) -> dict[str, 
 
 def describe_extraction(result: dict[str, Any]) -> str:
     note = f"; {result['truncated']} text(s) cut at the {result['max_tokens']}-token limit" if result["truncated"] else ""
-    return f"{result['n_layers']} residual states of every text extracted (cached on disk){note}."
+    edited = f" The edited model's states (edits: {result['edits']})." if result.get("edits") else ""
+    return f"{result['n_layers']} residual states of every text extracted (cached on disk){note}.{edited}"
 
 
 register_job(P, f"{P}-extract", [State(f"{P}-dataset", "data"), State(f"{P}-model", "value"),
-                                 State(f"{P}-pooling", "value")], extraction_job, describe_extraction,
-             triggers=[Input(f"{P}-dataset", "data"), Input(f"{P}-model", "value"), Input(f"{P}-pooling", "value")])
+                                 State(f"{P}-pooling", "value"), State("shell-edits-store", "data")],
+             extraction_job, describe_extraction,
+             triggers=[Input(f"{P}-dataset", "data"), Input(f"{P}-model", "value"), Input(f"{P}-pooling", "value"),
+                       Input("shell-edits-store", "data")])
 
 
 @page_callback(P, Output(f"{P}-acts", "data"), Input(f"{P}-extract-done", "data"), prevent_initial_call=True)

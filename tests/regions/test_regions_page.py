@@ -97,3 +97,18 @@ def test_errors_are_messages(page_state):
         handlers.load_dataset_summary("upload", 6, None, None, None, None, None)
     with pytest.raises(InputError, match="at most two"):
         handlers.graph_view(page_state[3]["store"], ["prose", "code", "scripture"], 0.3)
+
+
+def test_extraction_with_the_shared_edit_list(runtime, page_state, smollm2):
+    """With edits on, a decoder's extraction is the edited model's (its own key and title); an encoder ignores
+    the edit list (edits do not apply to it) and extracts clean states."""
+    handlers, summary, _acts, _view, _seen = page_state
+    store = {"edits": "neuron:L5.N10=20", "src": ""}
+    key, title, work = handlers.extraction_job(summary, "embedded:smollm2-135m-instruct", "last", store)
+    assert "edited: neuron:L5.N10=20" in title and key.endswith(key.split(":")[-1]) and "neuron:L5.N10=20" in key
+    result = work(Job())
+    clean = handlers.extraction_job(summary, "embedded:smollm2-135m-instruct", "last")[2](Job())
+    assert result["acts_key"] != clean["acts_key"] and result["edits"] == "neuron:L5.N10=20"
+    assert "edited model's states" in handlers.describe_extraction(result)
+    encoder_key, encoder_title, _ = handlers.extraction_job(summary, EMBEDDED_ENCODER, "first", store)
+    assert "edited" not in encoder_title and "neuron" not in encoder_key
