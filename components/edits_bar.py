@@ -12,7 +12,7 @@ from dash import dcc, html
 EDITS_HELP = ("neuron:L5.N123[=v|=mean] · head:L3.H2[=v|=mean] · feature[embedded]:F12[=v] (0 = ablate) · "
               "patch:L6.resid_pre@3-4 (from the source text) — joined by ';'")
 EDIT_PAGES = ("Tokens, Lens, Features, Neurons (try your text) and Circuits (attribution) show clean | edited | "
-              "difference; Regions does not yet")
+              "difference; Regions extracts the edited model")
 
 
 def edits_bar() -> html.Div:
