@@ -36,7 +36,7 @@ def edits_bar() -> html.Div:
                             dbc.Label("Edit list", html_for="shell-edits", className="small text-muted mb-0"),
                             dbc.Input(id="shell-edits", type="text", size="sm", debounce=True,
                                       placeholder="e.g. neuron:L5.N123; head:L3.H2=mean; feature[embedded]:F12=8"),
-                            dbc.FormFeedback(id="shell-edits-feedback", className="gb-feedback"),
+                            dbc.FormFeedback(type="invalid", id="shell-edits-feedback", className="gb-feedback"),
                         ], className="gb-edits-list"),
                         html.Div([
                             dbc.Label("Patch source text", html_for="shell-edits-source", className="small text-muted mb-0"),

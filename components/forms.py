@@ -24,6 +24,6 @@ def field(field_id: str, label: str, value: Any = None, *, width: str = "110px",
                     placeholder=placeholder or (hint or ""), type="text", style={"width": width}, **props)
     return html.Div(
         [dbc.Label(label, html_for=field_id, className="small text-muted mb-0"), box,
-         dbc.FormFeedback(id=f"{field_id}-feedback", className="gb-feedback", style={"maxWidth": "320px"})],
+         dbc.FormFeedback(type="invalid", id=f"{field_id}-feedback", className="gb-feedback", style={"maxWidth": "320px"})],
         className="gb-picker gb-field", title=hint or label,  # dbc.Input takes no title: the tooltip is the wrapper's
     )

@@ -45,7 +45,7 @@ def sample_picker(page: str, samples: Sequence[tuple[str, str, str]], value: str
             dbc.Collapse(
                 html.Div([dbc.Textarea(id=f"{page}-text", value=user_text, placeholder="Paste or type any text…",
                                        rows=4, className="mt-2 font-monospace small", debounce=True),
-                          dbc.FormFeedback(id=f"{page}-text-feedback", className="gb-feedback")]),
+                          dbc.FormFeedback(type="invalid", id=f"{page}-text-feedback", className="gb-feedback")]),
                 id=f"{page}-text-collapse",
                 is_open=value == USER_SAMPLE or (multi and USER_SAMPLE in (value or [])),
             ),

@@ -32,7 +32,7 @@ def _field(label: str, control: Any, field_id: str | None = None, width: str = "
     kwargs = {"id": field_id} if field_id else {}
     children = [dbc.Label(label, className="small text-muted mb-0"), control]
     if feedback:
-        children.append(dbc.FormFeedback(id=f"{feedback}-feedback", className="gb-feedback"))
+        children.append(dbc.FormFeedback(type="invalid", id=f"{feedback}-feedback", className="gb-feedback"))
     return html.Div(children, className="gb-field me-3 mb-2", style={"width": width}, **kwargs)
 
 
@@ -110,7 +110,7 @@ def generate_box() -> html.Div:
         return html.Div([dbc.Label(label, html_for=field_id, className="small text-muted mb-0"),
                          dbc.Input(id=field_id, value=value, size="sm", type="text", debounce=True,
                                    style={"width": width}),
-                         dbc.FormFeedback(id=f"{field_id}-feedback", className="gb-feedback")], className="me-2")
+                         dbc.FormFeedback(type="invalid", id=f"{field_id}-feedback", className="gb-feedback")], className="me-2")
 
     return html.Div([
         html.Div([box("tokens-gen-new", "New tokens (1-64)", 24), box("tokens-gen-temp", "Temperature (0 = greedy)", 0),

@@ -71,7 +71,7 @@ def _patching_tab() -> html.Div:
                                         className="small text-muted mb-0"),
                               dbc.Textarea(id="circuits-corrupted", value=DEFAULT_CORRUPTED, rows=2, debounce=True,
                                            className="small font-monospace"),
-                              dbc.FormFeedback(id="circuits-corrupted-feedback", className="gb-feedback")]), md=5),
+                              dbc.FormFeedback(type="invalid", id="circuits-corrupted-feedback", className="gb-feedback")]), md=5),
             dbc.Col(field("circuits-noise-positions", "…or noise on positions", "", numeric=False, hint="e.g. 1-3",
                           width="120px"), md="auto"),
             dbc.Col(field("circuits-seed", "Noise seed", 0, hint="0-2147483647", width="90px"), md="auto"),

@@ -57,7 +57,7 @@ def layout(**query: str) -> html.Div:
             dbc.Col(html.Div([dbc.Label("Tuned lens", html_for="lens-source", className="small text-muted mb-0"),
                               dbc.Input(id="lens-source", value=query.get("source") or "", debounce=True, size="sm",
                                         placeholder="trained here · folder · hub id", style={"width": "260px"}),
-                              dbc.FormFeedback(id="lens-source-feedback", className="gb-feedback")],
+                              dbc.FormFeedback(type="invalid", id="lens-source-feedback", className="gb-feedback")],
                              className="gb-picker"), md="auto"),
         ],
         className="g-2 mb-2 align-items-end",

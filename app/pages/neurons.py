@@ -126,7 +126,7 @@ def layout(**query: str) -> html.Div:
         dbc.Row([
             dbc.Col([_label("Corpus"), dcc.Dropdown(id="neurons-build-corpus", value="training", clearable=False,
                                                     options=[{"label": b, "value": a} for a, b in CORPORA]),
-                     dbc.FormFeedback(id="neurons-build-corpus-feedback", className="gb-feedback")], md=3),
+                     dbc.FormFeedback(type="invalid", id="neurons-build-corpus-feedback", className="gb-feedback")], md=3),
             dbc.Col(field("neurons-build-tokens", "Tokens to scan", 20000, hint="16-10,000,000", width="100%"), md=2),
             dbc.Col(field("neurons-build-layers", "Layers (e.g. 0-5,12; empty = all)", "", numeric=False,
                           width="100%"), md=2),

@@ -60,6 +60,7 @@ def test_edits_follow_the_researcher_across_pages_and_links(page, browser, serve
     page.fill("#shell-edits", "neuron:L40.N1")
     page.press("#shell-edits", "Enter")
     page.wait_for_selector("#shell-edits.is-invalid", timeout=60_000)
+    page.wait_for_selector("#shell-edits-feedback", state="visible")
     assert "outside 0..29" in page.inner_text("#shell-edits-feedback")
     assert "Edit effect" in (page.text_content("#lens-grid .gtitle") or "")
     page.fill("#shell-edits", "feature[embedded]:F3=oops")
@@ -141,6 +142,7 @@ def test_generate_tab_continues_clean_and_edited_and_describes_the_state(page, s
     page.fill("#tokens-gen-new", "500")
     page.click("#tokens-gen-run")
     page.wait_for_selector("#tokens-gen-new.is-invalid")
+    page.wait_for_selector("#tokens-gen-new-feedback", state="visible")
     assert "from 1 to 64" in page.inner_text("#tokens-gen-new-feedback")
     screenshot(page, "tokens-generate")
     assert page.js_errors == []

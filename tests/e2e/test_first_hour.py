@@ -27,8 +27,9 @@ def _sample(runtime, low: int = 500, high: int = 1500) -> str:
 
 
 def marked(tab, field_id: str) -> str:
-    """Wait until ``field_id`` is marked invalid; its in-place message."""
+    """Wait until ``field_id`` is marked invalid and its in-place message is visible; that message."""
     tab.wait_for_selector(f"#{field_id}.is-invalid", timeout=60_000)
+    tab.wait_for_selector(f"#{field_id}-feedback", state="visible", timeout=10_000)  # shown, not only in the DOM
     return tab.inner_text(f"#{field_id}-feedback")
 
 
@@ -41,7 +42,8 @@ def shown_message(tab, field_id: str, page_name: str, timeout: int = 30_000, fie
     alert = "false" if field_only else f"!!document.querySelector('#{page_name}-error.show')"
     tab.wait_for_function(
         f"(document.querySelector('#{field_id}.is-invalid') && document.querySelector('#{field_id}-feedback')"
-        f".innerText.length > 0) || {alert}", timeout=timeout)
+        f".innerText.length > 0 && document.querySelector('#{field_id}-feedback').offsetParent !== null) || {alert}",
+        timeout=timeout)  # offsetParent: the message is shown, not only in the DOM
     return tab.evaluate(f"['{field_id}-feedback', '{page_name}-error']"
                         ".map(id => (document.getElementById(id) || {}).innerText || '').join(' ')")
 
