@@ -130,13 +130,15 @@ def build_view(model: str, sample: str | None, text: str | None, stat: str, view
                                                                                                  "edited"):
         highlight_column(fig, focus - base.start, len(base.layer_labels))
     summary = summary_figure(curves, base.layer_labels, f"Per-layer means over {window}")
-    note = f"{window}. Rows: {base.layer_labels[0]} … {base.layer_labels[-1]} (bottom = embedding)."
+    bottom = "the embedding" if residual == "resid" else f"block 0's {'attention' if residual == 'attn' else 'MLP'} output"
+    note = f"{window}. Rows: {base.layer_labels[0]} … {base.layer_labels[-1]} (bottom = {bottom})."
     if tuned is not None:
         note += f" Tuned lens: {tuned.lens_source}."
     if edited is not None:
         note += f" Edits: {edits_text(edits)}."
-    elif tuned_error:
-        note += f" {tuned_error}"
+    elif tuned_error:  # the full reason once, on the tuned views' alert; here one line
+        note += (" Tuned lens: none for this model yet — train one below or enter one above."
+                 if "No tuned lens" in tuned_error else f" {tuned_error}")
     return {"figure": fig, "summary": summary, "n_tokens": base.n_tokens, "note": note, "n_cols": len(base.tokens)}
 
 

@@ -153,9 +153,27 @@ def on_extracted(done: dict | None) -> Any:
     return status.result
 
 
+def is_encoder_name(model: str | None) -> bool:
+    """Whether a model id names a BERT-style encoder (no model load: the pickers' own hint)."""
+    return bool(model) and ("minilm" in model.lower() or "bert" in model.lower())
+
+
+def default_pooling(model: str | None) -> str:
+    """LLM-MRI's first-token (CLS) pooling for encoders, the last real token for decoders."""
+    return "first" if is_encoder_name(model) or not model else "last"
+
+
+@callback(Output(f"{P}-pooling", "value"), Input(f"{P}-model", "value"), State(f"{P}-pooling", "value"),
+          prevent_initial_call=True)
+def pooling_for_model(model: str, pooling: str) -> Any:
+    """A model change switches the pooling to that kind of model's default (a link's own choice is kept)."""
+    chosen = default_pooling(model)
+    return chosen if chosen != pooling else no_update
+
+
 @callback(Output(f"{P}-pooling-note", "children"), Input(f"{P}-model", "value"), Input(f"{P}-pooling", "value"))
 def pooling_note(model: str, pooling: str) -> str:
-    if pooling == "first" and model and "minilm" not in model and "bert" not in model.lower():
+    if pooling == "first" and model and not is_encoder_name(model):
         return ("First-token pooling on a decoder gives every text the same vector (the first token sees only "
                 "itself): pick last or mean.")
     return ""

@@ -12,6 +12,7 @@ from analysis.regions import POOLING_LABELS, POOLINGS
 from analysis.runtime import get_runtime
 from analysis.settings import EMBEDDED_ENCODER
 from callbacks.common import model_labels
+from callbacks.regions import default_pooling
 from components import regions_controls
 from components.feedback import error_alert, loading
 from components.figures import empty_figure, graph
@@ -26,7 +27,7 @@ def layout(**query: str) -> html.Div:
     models = list(settings.models)
     model = query.get("model") if query.get("model") in models else (EMBEDDED_ENCODER if EMBEDDED_ENCODER in models
                                                                     else settings.default_model)
-    pooling = query.get("pooling") if query.get("pooling") in POOLINGS else "first"
+    pooling = query.get("pooling") if query.get("pooling") in POOLINGS else default_pooling(model)
     method = query.get("method") if query.get("method") in ("pca", "svd", "umap") else "pca"
     source = query.get("source") if query.get("source") in ("builtin", "upload", "saved", "hub") else "builtin"
     n = url_int(query.get("n"), 100, 2, settings.max_dataset_rows)

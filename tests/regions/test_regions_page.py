@@ -112,3 +112,14 @@ def test_extraction_with_the_shared_edit_list(runtime, page_state, smollm2):
     assert "edited model's states" in handlers.describe_extraction(result)
     encoder_key, encoder_title, _ = handlers.extraction_job(summary, EMBEDDED_ENCODER, "first", store)
     assert "edited" not in encoder_title and "neuron" not in encoder_key
+
+
+def test_pooling_defaults_to_the_model_kind():
+    """LLM-MRI's CLS pooling for encoders; a decoder's first token sees only itself, so decoders open on the
+    last real token (a model change switches it; a link's explicit choice is kept)."""
+    from callbacks import regions as handlers
+
+    assert handlers.default_pooling(EMBEDDED_ENCODER) == "first"
+    assert handlers.default_pooling("embedded:smollm2-135m-instruct") == "last"
+    assert handlers.pooling_for_model("embedded:smollm2-135m-instruct", "first") == "last"
+    assert handlers.pooling_for_model(EMBEDDED_ENCODER, "last") == "first"
