@@ -232,11 +232,13 @@ def search(_clicks: int, _submit: int, token: str, model: str) -> Any:
 
 
 @page_callback(PAGE, Output("neurons-compare", "children"), Output("neurons-compare-figure", "figure"),
+               Output("neurons-compare-figure-box", "style"),
                Input("neurons-model", "value"), Input("neurons-layer", "value"), Input("neurons-neuron", "value"),
                Input("neurons-layer-b", "value"), Input("neurons-neuron-b", "value"))
 def show_compare(model: str, layer: Any, neuron: Any, layer_b: Any, neuron_b: Any) -> tuple:
     if None in (layer, neuron, layer_b, neuron_b) or "" in (layer, neuron, layer_b, neuron_b):
-        return html.Div("Pick a second neuron to compare with.", className="text-muted small"), empty_figure()
+        return (html.Div("Pick a second neuron (layer and index above) to compare with.", className="text-muted small"),
+                empty_figure(), {"display": "none"})
     runtime = get_runtime()
     pair = compare(runtime, model, (layer, neuron), (layer_b, neuron_b))
     recs = [neuron_record(runtime, model, layer, neuron, n_snippets=8, n_similar=0),
@@ -250,7 +252,7 @@ def show_compare(model: str, layer: Any, neuron: Any, layer_b: Any, neuron_b: An
     head = html.Div(f"cosine {pair['cosine']:.3f} · Jaccard {pair['jaccard']:.3f} (both symmetric)",
                     className="fw-semibold mb-2", id="neurons-compare-sims")
     fig = compare_figure(pair["sample_a"], pair["sample_b"], _unit_label(layer, neuron), _unit_label(layer_b, neuron_b))
-    return html.Div([head, html.Div(cols, className="row g-3 mx-0")]), fig  # mx-0: no gutter overflow
+    return html.Div([head, html.Div(cols, className="row g-3 mx-0")]), fig, {}  # mx-0: no gutter overflow
 
 
 __all__ = ["dcc"]

@@ -12,12 +12,13 @@ from analysis.runtime import get_runtime
 from callbacks.common import model_labels
 from callbacks.neurons import initial_view
 from components.feedback import error_alert, loading
-from components.figures import graph
+from components.figures import empty_figure, graph
 from components.forms import field
 from components.jobs import job_panel
 from components.pickers import model_picker
 from components.urlstate import url_state
 
+WAITING = "The neuron's {} appear here once a layer and a neuron are picked (and the index is ready)."
 dash.register_page(__name__, path="/neurons", name="Neurons", title="Glassbox · Neurons")
 
 CORPORA = [("training", "mixed (prose, code, scripture…)"), ("prose", "prose"), ("code", "code"),
@@ -94,10 +95,13 @@ def layout(**query: str) -> html.Div:
             ),
             dbc.Row(
                 [
-                    dbc.Col([loading(graph(None, "neurons-graph", "neuron-graph", 320)),
+                    dbc.Col([loading(graph(empty_figure(WAITING.format("token-pattern graph")), "neurons-graph",
+                                           "neuron-graph", 320)),
                              html.Div(id="neurons-patterns")], lg=7),
-                    dbc.Col([graph(None, "neurons-quantiles", "neuron-quantiles", 230),
-                             graph(None, "neurons-logits", "neuron-logits", 460)], lg=5),
+                    dbc.Col([graph(empty_figure(WAITING.format("activation quantiles")), "neurons-quantiles",
+                                   "neuron-quantiles", 230),
+                             graph(empty_figure(WAITING.format("logit effects")), "neurons-logits", "neuron-logits",
+                                   460)], lg=5),
                 ],
                 className="mt-2",
             ),
@@ -119,7 +123,8 @@ def layout(**query: str) -> html.Div:
                     md=2),
         ], className="g-3 mb-2"),
         loading(html.Div(id="neurons-compare")),
-        graph(None, "neurons-compare-figure", "neuron-compare", 320),
+        html.Div(graph(None, "neurons-compare-figure", "neuron-compare", 320), id="neurons-compare-figure-box",
+                 style={"display": "none"}),
     ], className="pt-2")
     build_tab = html.Div([
         html.Div(id="neurons-index-summary", className="mb-3"),

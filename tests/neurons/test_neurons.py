@@ -247,8 +247,9 @@ def test_callbacks_render_a_neuron(runtime, index):
     assert ranked_options(model, "2", "range", top, None)[1] == top  # the picker follows the typed neuron
     res = search(1, None, "the", model)
     assert "/neurons?" in str(res) or "No neuron" in str(res)
-    cmp_view, fig = show_compare(model, "2", 5, "3", 9)
-    assert "cosine" in str(cmp_view)
+    cmp_view, fig, shown = show_compare(model, "2", 5, "3", 9)
+    assert "cosine" in str(cmp_view) and shown == {}
+    assert show_compare(model, "2", 5, "3", None)[2] == {"display": "none"}  # no empty figure box without a pair
     with pytest.raises(NotFound, match="0..1535"):
         show_neuron(model, "2", 99999, False, None)
     with pytest.raises(GlassboxError, match="Layer .* must be a whole number") as bad:
