@@ -39,8 +39,9 @@ def auto_scale(statistic: str) -> str:
     return "robust-log" if statistic in ("kl_final", "cross_entropy", "kl") else "linear"  # JS is bounded by ln 2
 
 
-def cell_chars(n_cols: int, plot_px: int = 1250, char_px: float = 5.6) -> int:
-    """How many characters of the top token fit in a cell of a grid ``n_cols`` wide (at 9 px text)."""
+def cell_chars(n_cols: int, plot_px: int = 1120, char_px: float = 6.2) -> int:
+    """How many characters of the top token fit in a cell of a grid ``n_cols`` wide (at 9 px text; the plot is
+    ~1,120 px wide at 1440 px, and capitals, arrows and the ellipsis take ~6 px: measured in Chromium)."""
     return int(max(2, min(CELL_CHARS, (plot_px / max(n_cols, 1) - 2) // char_px)))
 
 

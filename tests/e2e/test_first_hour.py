@@ -393,3 +393,18 @@ def test_no_replacement_characters_on_features_and_neurons(tab, server_url, runt
     enter(tab, "neurons-try-text", text)
     tab.wait_for_selector("#neurons-try-result .gb-tok", timeout=60_000)
     assert "\ufffd" not in tab.inner_text("body")
+
+
+def test_lens_cell_text_stays_in_its_cell_on_every_stream(tab, server_url, runtime):
+    """Cell text (the top token, shortened to fit) never spills into the neighbouring cell, on the residual,
+    attention-output and MLP-output streams at the default 64 positions."""
+    for residual in ("resid", "attn", "mlp"):
+        tab.goto(f"{server_url}/lens?sample={_sample(runtime)}&width=64&view=logit&residual={residual}")
+        tab.wait_for_selector("#lens-grid .heatmaplayer text", timeout=180_000)
+        spill = tab.evaluate("""() => {
+            const texts = [...document.querySelectorAll('#lens-grid .heatmaplayer text')];
+            const ticks = [...document.querySelectorAll('#lens-grid .xtick text')];
+            const pitch = (ticks[ticks.length - 1].getBoundingClientRect().x - ticks[0].getBoundingClientRect().x)
+                          / (ticks.length - 1);
+            return {pitch, over: texts.filter(t => t.getBBox().width > pitch).length, n: texts.length}; }""")
+        assert spill["n"] > 1000 and spill["over"] == 0, (residual, spill)
