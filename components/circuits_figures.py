@@ -47,8 +47,9 @@ def layer_bars(attention: Sequence[float], mlp: Sequence[float], embed: float, t
         go.Bar(x=layers, y=list(mlp), name="MLP", marker_color=MLP_COLOUR, hovertemplate="%{x} MLP %{y:.4f}<extra></extra>"),
     ])
     fig.update_layout(barmode="group", height=330, legend=dict(orientation="h", y=1.12, x=0),
-                      margin=dict(l=60, r=20, t=70, b=40))
+                      margin=dict(l=60, r=20, t=70, b=60))
     fig.update_yaxes(title_text="logit share", zeroline=True)
+    fig.update_xaxes(tickangle=-60, automargin=True)  # 'embed' and every layer label whole, not clipped
     return themed(fig, title)
 
 

@@ -101,8 +101,8 @@ def graph_controls(min_weight: Any = "") -> dbc.Row:
     return dbc.Row([
         dbc.Col([_label("Graph categories (one or two)", f"{P}-graph-cats"),
                  dcc.Dropdown(id=f"{P}-graph-cats", multi=True, options=[], value=[])], md=4),
-        dbc.Col(field(f"{P}-min-weight", "Min. edge weight (drawing)", min_weight,
-                      hint="texts per edge; empty = automatic", width="100%"), md=2),
+        dbc.Col(field(f"{P}-min-weight", "Min. edge weight (texts per edge, drawing)", min_weight,
+                      hint="empty = auto", width="100%"), md=2),
         dbc.Col(html.Div([
             dbc.Button("GraphML", id=f"{P}-dl-graphml", size="sm", color="outline-secondary", className="me-1"),
             dbc.Button("JSON", id=f"{P}-dl-json", size="sm", color="outline-secondary", className="me-1"),
