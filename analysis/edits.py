@@ -20,7 +20,7 @@ Neuron and head edits take ``=mean``: the unit's mean over the offline training 
 
 Text form (URL, API): edits joined by ``;`` — ``neuron:L5.N123``, ``neuron:L5.N123=0.25``,
 ``neuron:L5.N123=mean``, ``head:L3.H2``, ``head:L3.H2=mean``, ``steer:L6.resid_pre@2-4*8`` (the vector is
-passed beside the text), ``feature[embedded]:F123=4`` (the SAE reference in brackets),
+passed beside the text) or ``steer:L15.resid_post*8=feature[embedded]:F12`` (along that feature's decoder row), ``feature[embedded]:F123=4`` (the SAE reference in brackets),
 ``patch:L6.resid_pre@3-4`` (the source text passed beside). At most ``MAX_EDITS`` edits; every bound is
 named in the error. :func:`edits_key` is what edited runs are cached under (text form + tensor digests).
 """
@@ -97,10 +97,11 @@ class HeadEdit:
 @dataclass(frozen=True)
 class SteerEdit:
     layer: int
-    vector: torch.Tensor  # [d_model]
+    vector: torch.Tensor | None  # [d_model]; None until resolve_edits reads ``feature``'s decoder direction
     scale: float = 1.0
     positions: tuple[int, ...] = ()  # () = every position
     where: str = "resid_pre"
+    feature: tuple[str, int] | None = None  # (SAE reference, feature): steer along that feature's W_dec row
 
     @property
     def site(self) -> str:
@@ -119,7 +120,8 @@ class SteerEdit:
     @property
     def text(self) -> str:
         at = "@" + ",".join(map(str, self.positions)) if self.positions else ""
-        return f"steer:L{self.layer}.{self.where}{at}*{self.scale:g}"
+        along = f"=feature[{self.feature[0]}]:F{self.feature[1]}" if self.feature else ""
+        return f"steer:L{self.layer}.{self.where}{at}*{self.scale:g}{along}"
 
 
 class FeatureSource(Protocol):
@@ -216,6 +218,9 @@ def check_edits(lm: LoadedModel, edits: Sequence[AnyEdit]) -> list[AnyEdit]:
             raise InputError(f"{edit.text}: the patch needs the source run's values at its positions.",
                              field=EDITS_FIELD)
         if isinstance(edit, SteerEdit):
+            if edit.vector is None:
+                raise InputError(f"{edit.text}: the steering vector was not resolved (resolve_edits).",
+                                 field=EDITS_FIELD)
             if edit.vector.shape != (info.d_model,):
                 raise InputError(f"{edit.text}: the steering vector has shape {tuple(edit.vector.shape)}; this "
                                  f"model's residual stream has width {info.d_model}.", field=EDITS_FIELD)
@@ -242,11 +247,12 @@ def capture_edits(lm: LoadedModel, edits: Sequence[AnyEdit]) -> dict[str, Edit]:
 
 
 EDIT_RE = re.compile(r"^(neuron|head):L(\d+)\.([NH])(\d+)(?:=(mean|-?[\d.eE+-]+))?$")
-STEER_RE = re.compile(r"^steer:L(\d+)\.(resid_pre|resid_post)(?:@([\d,\- ]+))?(?:\*(-?[\d.eE+-]+))?$")
+STEER_RE = re.compile(r"^steer:L(\d+)\.(resid_pre|resid_post)(?:@([\d,\- ]+))?(?:\*(-?[\d.eE+-]+))?"
+                      r"(?:=feature\[([^\]]+)\]:F(\d+))?$")
 FEATURE_RE = re.compile(r"^feature\[([^\]]+)\]:F(\d+)(?:=(-?[\d.eE+-]+))?$")
 PATCH_RE = re.compile(r"^patch:L(\d+)\.(resid_pre|resid_post)@([\d,\- ]+)$")
-FORMS = ("neuron:L5.N123[=value|=mean], head:L3.H2[=value|=mean], steer:L6.resid_pre[@2-4][*scale], "
-         "feature[embedded]:F12[=value] or patch:L6.resid_pre@3-4")
+FORMS = ("neuron:L5.N123[=value|=mean], head:L3.H2[=value|=mean], "
+         "steer:L15.resid_post[@2-4]*8=feature[embedded]:F12, feature[embedded]:F12[=value] or patch:L6.resid_pre@3-4")
 
 
 def _number(text: str, item: str) -> float:
@@ -296,14 +302,17 @@ def parse_edits(text: str | None, vectors: Sequence[torch.Tensor] = (), n_tokens
             continue
         match = STEER_RE.match(item)
         if match:
-            layer, where, positions, scale = match.groups()
-            if steer_count >= len(vectors):
-                raise InputError(f"'{item}' needs steering vector {steer_count + 1}; {len(vectors)} given.",
-                                 field=EDITS_FIELD)
+            layer, where, positions, scale, ref, feature = match.groups()
             high = (n_tokens - 1) if n_tokens else 1_000_000
             at = parse_ranges(positions, "Steering positions", 0, high, field=EDITS_FIELD) if positions else None
-            edits.append(SteerEdit(int(layer), vectors[steer_count], float(scale) if scale else 1.0,
-                                   tuple(at or ()), where))
+            scale_value = _number(scale, item) if scale else 1.0
+            if ref is not None:  # along an SAE feature's decoder direction (resolved with the SAE)
+                edits.append(SteerEdit(int(layer), None, scale_value, tuple(at or ()), where, (ref.strip(), int(feature))))
+                continue
+            if steer_count >= len(vectors):
+                raise InputError(f"'{item}' needs steering vector {steer_count + 1}; {len(vectors)} given (or steer "
+                                 "along a feature: ...*8=feature[embedded]:F12).", field=EDITS_FIELD)
+            edits.append(SteerEdit(int(layer), vectors[steer_count], scale_value, tuple(at or ()), where))
             steer_count += 1
             continue
         raise InputError(f"'{item}' is not an edit: use {FORMS}.", field=EDITS_FIELD)
@@ -356,6 +365,14 @@ def resolve_edits(runtime: Any, model_id: str, edits: Sequence[AnyEdit],
             if sae is None:
                 raise InputError(f"{edit.text}: feature edits need an SAE (the Features page's).", field=EDITS_FIELD)
             edit = replace(edit, sae=sae(edit.ref))
+        elif isinstance(edit, SteerEdit) and edit.vector is None and edit.feature is not None:
+            if sae is None:
+                raise InputError(f"{edit.text}: steering along a feature needs its SAE.", field=EDITS_FIELD)
+            source = sae(edit.feature[0])
+            if not 0 <= edit.feature[1] < source.d_sae:
+                raise InputError(f"{edit.text}: feature {edit.feature[1]} is outside 0..{source.d_sae - 1}.",
+                                 field=EDITS_FIELD)
+            edit = replace(edit, vector=source.W_dec()[edit.feature[1]].float().clone())
         elif isinstance(edit, PatchEdit) and edit.values is None:
             source = runtime.run(model_id, edit.source, [edit.site])
             too_far = [p for p in edit.positions if p >= source.n_tokens]

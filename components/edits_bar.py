@@ -10,7 +10,8 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 EDITS_HELP = ("neuron:L5.N123[=v|=mean] · head:L3.H2[=v|=mean] · feature[embedded]:F12[=v] (0 = ablate) · "
-              "patch:L6.resid_pre@3-4 (from the source text) — joined by ';'")
+              "steer:L15.resid_post[@2-4]*8=feature[embedded]:F12 · patch:L6.resid_pre@3-4 (from the source text) "
+              "— joined by ';'")
 EDIT_PAGES = ("Tokens, Lens, Features, Neurons (try your text) and Circuits (attribution) show clean | edited | "
               "difference; Regions extracts the edited model")
 

@@ -263,3 +263,23 @@ def test_edited_runs_are_cached_by_edit_list_beside_the_clean_run(runtime, smoll
     other = resolve_edits(runtime, EMBEDDED_LM, parse_edits("neuron:L3.N7=6"))
     runtime.run(EMBEDDED_LM, text, [], edits=other)
     assert smollm2.forward_count == count + 2
+
+
+def test_steering_along_a_feature_is_its_decoder_row(runtime, smollm2):
+    """``steer:...*s=feature[embedded]:F12`` adds s x W_dec[12] of that SAE (Neuronpedia's steering), i.e. the
+    SteerEdit a caller would build with the vector by hand; bounds named."""
+    from analysis.features import load_sae
+
+    sae = load_sae(runtime, "embedded", EMBEDDED_LM)
+    load = lambda ref: load_sae(runtime, ref, EMBEDDED_LM)  # noqa: E731
+    edits = resolve_edits(runtime, EMBEDDED_LM, parse_edits("steer:L15.resid_post@2-4*8=feature[embedded]:F12"), sae=load)
+    assert torch.equal(edits[0].vector, sae.W_dec()[12]) and edits[0].positions == (2, 3, 4)
+    assert edits_text(edits) == "steer:L15.resid_post@2,3,4*8=feature[embedded]:F12"
+    text = "Steering along a feature's direction changes what comes next."
+    ours = runtime.run(EMBEDDED_LM, text, [], edits=edits).logits
+    by_hand = runtime.run(EMBEDDED_LM, text, [], edits=[SteerEdit(15, sae.W_dec()[12].clone(), 8.0, (2, 3, 4),
+                                                                   "resid_post")]).logits
+    torch.testing.assert_close(ours, by_hand)
+    with pytest.raises(InputError, match="outside 0.."):
+        resolve_edits(runtime, EMBEDDED_LM, parse_edits(f"steer:L15.resid_post*8=feature[embedded]:F{sae.d_sae}"),
+                      sae=load)
